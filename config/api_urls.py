@@ -1,0 +1,14 @@
+"""The REST API under /api/v1/: one router, each app registering its viewsets."""
+
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from enterprises import api as enterprise_api
+
+router = DefaultRouter()
+router.register("organisations", enterprise_api.OrganisationViewSet, basename="organisation")
+
+urlpatterns = [
+    path("me/", enterprise_api.MeView.as_view(), name="api-me"),
+    *router.urls,
+]

@@ -1,0 +1,12 @@
+"""Fast, deterministic test settings. DATABASE_URL selects PostgreSQL (CI) or the SQLite
+default; Celery runs eagerly unless a test starts a real worker itself."""
+
+from .base import *  # noqa: F403
+from .base import env_str
+
+DEBUG = False
+SECRET_KEY = env_str("SECRET_KEY", "test-only-key")  # noqa: S105
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://")
+LANGUAGE_CODE = "en"

@@ -1,0 +1,71 @@
+"""The single DRF exception handler: every API error, ours or the framework's, leaves in the
+one error shape ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from core.errors import ApplicationError
+
+
+def _flatten(detail, prefix: str = "") -> list[dict]:
+    """DRF's nested ``{"field": ["msg"]}`` into a flat list of ``{"field", "reason"}``."""
+    problems: list[dict] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            field = key if key != "non_field_errors" else ""
+            problems.extend(_flatten(value, f"{prefix}.{field}" if prefix and field else (field or prefix)))
+    elif isinstance(detail, list):
+        for index, value in enumerate(detail):
+            if isinstance(value, dict | list) and not all(isinstance(v, str) for v in value):
+                problems.extend(_flatten(value, f"{prefix}[{index}]" if prefix else f"[{index}]"))
+            else:
+                problems.extend(_flatten(value, prefix))
+    else:
+        problem = {"reason": str(detail)}
+        if prefix:
+            problem["field"] = prefix
+        problems.append(problem)
+    return problems
+
+
+def error_body(code: str, message: str, details: list[dict] | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or []}}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ApplicationError):
+        details = []
+        for problem in exc.details:
+            item = problem.as_dict()
+            # In the API a "column" is a field and a "line" is the index of a record.
+            if "column" in item:
+                item["field"] = item.pop("column")
+            if "line" in item:
+                item["index"] = item.pop("line")
+            details.append(item)
+        return Response(error_body(exc.code, exc.message, details), status=exc.status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # a real server error: let Django log it and answer 500
+    if isinstance(exc, exceptions.ValidationError):
+        body = error_body("validation_failed", "The request is not valid.", _flatten(exc.detail))
+    else:
+        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+        code = getattr(exc, "default_code", "error")
+        if isinstance(detail, dict | list):
+            body = error_body(code, str(getattr(exc, "default_detail", "")), _flatten(detail))
+        else:
+            body = error_body(getattr(detail, "code", None) or code, str(detail))
+    response.data = body
+    if response.status_code == status.HTTP_401_UNAUTHORIZED and not response.get("WWW-Authenticate"):
+        response["WWW-Authenticate"] = 'Api-Key realm="api"'
+    return response
