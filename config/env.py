@@ -95,9 +95,7 @@ def parse_database_url(url: str, *, name: str = "DATABASE_URL") -> dict:
     parts = urlsplit(url)
     engine = _DB_ENGINES.get(parts.scheme)
     if engine is None:
-        raise ImproperlyConfigured(
-            f"{name} has scheme {parts.scheme!r}; use one of {', '.join(sorted(_DB_ENGINES))}"
-        )
+        raise ImproperlyConfigured(f"{name} has scheme {parts.scheme!r}; use one of {', '.join(sorted(_DB_ENGINES))}")
     if engine.endswith("sqlite3"):
         path = unquote(parts.path)
         if parts.netloc or not path or path == "/":

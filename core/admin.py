@@ -18,7 +18,9 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 
 class CsvUploadForm(forms.Form):
-    file = forms.FileField(label=_("CSV file"), help_text=_("UTF-8 (with or without BOM) or GB18030; header row; any column order."))
+    file = forms.FileField(
+        label=_("CSV file"), help_text=_("UTF-8 (with or without BOM) or GB18030; header row; any column order.")
+    )
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
@@ -36,9 +38,13 @@ class CsvImportAdminMixin:
     change_list_template = "admin/csv_import_change_list.html"
 
     def get_urls(self):
-        info = self.model._meta.app_label, self.model._meta.model_name
+        opts = self.model._meta
         return [
-            path("import/", self.admin_site.admin_view(self.import_view), name="%s_%s_import" % info),
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name=f"{opts.app_label}_{opts.model_name}_import",
+            ),
             *super().get_urls(),
         ]
 
@@ -55,7 +61,11 @@ class CsvImportAdminMixin:
             except ApplicationError as error:
                 error_message, problems = error.message, error.details
             else:
-                self.message_user(request, _("Imported %(file)s: %(summary)s") % {"file": upload.name, "summary": summary}, messages.SUCCESS)
+                self.message_user(
+                    request,
+                    _("Imported %(file)s: %(summary)s") % {"file": upload.name, "summary": summary},
+                    messages.SUCCESS,
+                )
                 return redirect(f"admin:{self.model._meta.app_label}_{self.model._meta.model_name}_changelist")
         context = {
             **self.admin_site.each_context(request),

@@ -49,3 +49,25 @@ def audit_trail_for(obj):
         content_type=ContentType.objects.get_for_model(obj, for_concrete_model=False),
         object_id=str(obj.pk),
     ).select_related("actor")
+
+
+def audit_record_many(*, actor, objs, action: str, to_state=lambda obj: "", reason: str = "") -> None:
+    """One entry per object in a single insert, for imports of many rows."""
+    if not objs:
+        return
+    content_type = ContentType.objects.get_for_model(objs[0], for_concrete_model=False)
+    AuditEntry.objects.bulk_create(
+        [
+            AuditEntry(
+                content_type=content_type,
+                object_id=str(obj.pk),
+                object_repr=str(obj)[:200],
+                action=action,
+                to_state=to_state(obj) or "",
+                reason=reason,
+                **_actor_fields(actor),
+            )
+            for obj in objs
+        ],
+        batch_size=2000,
+    )

@@ -42,9 +42,7 @@ def decode_csv_bytes(data: bytes) -> str:
             details=[Problem("UTF-16 is not supported", line=1)],
         )
     if b"\x00" in data[:65536]:
-        raise ValidationFailed(
-            "The file is not a CSV text file.", details=[Problem("contains NUL bytes", line=1)]
-        )
+        raise ValidationFailed("The file is not a CSV text file.", details=[Problem("contains NUL bytes", line=1)])
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as utf8_error:

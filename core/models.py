@@ -11,8 +11,12 @@ class AuditEntry(models.Model):
 
     at = models.DateTimeField(_("at"), auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("actor"), null=True, blank=True,
-        on_delete=models.PROTECT, related_name="+",
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("actor"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
     )
     # Who acted when it was not a signed-in person: "system", "provider:<USCC>", "cli".
     actor_label = models.CharField(_("actor label"), max_length=100, blank=True)

@@ -5,7 +5,7 @@ from decimal import Decimal
 from core.reference import read_fixture
 
 
-def load_accelerators(Accelerator) -> int:  # noqa: N803 - a model class (historical in migrations)
+def load_accelerators(Accelerator) -> int:
     """Insert the accelerator models that are not there yet. Returns the count in the file."""
     existing = set(Accelerator.objects.values_list("name", flat=True))
     rows = read_fixture("accelerators.csv")

@@ -37,9 +37,26 @@ class IndustryClassAdmin(admin.ModelAdmin):
 @admin.register(Organisation)
 class OrganisationAdmin(CsvImportAdminMixin, admin.ModelAdmin):
     csv_importer = RegistryImport
-    list_display = ["name", "uscc", "region_code", "industry", "registration_date", "social_insured_employees", "is_active", "data_quality"]
+    list_display = [
+        "name",
+        "uscc",
+        "region_code",
+        "industry",
+        "registration_date",
+        "social_insured_employees",
+        "is_active",
+        "data_quality",
+    ]
     list_filter = [DataQualityFilter, "is_active", "region_code", "industry__digital_core"]
-    search_fields = ["name", "uscc", "legal_representative", "registered_address", "contact_phone", "contact_email", "bank_account"]
+    search_fields = [
+        "name",
+        "uscc",
+        "legal_representative",
+        "registered_address",
+        "contact_phone",
+        "contact_email",
+        "bank_account",
+    ]
     list_select_related = ["industry"]
     autocomplete_fields = ["industry"]
     readonly_fields = ["uscc_checksum_ok", "data_quality_note", "created_at", "updated_at"]
@@ -76,10 +93,13 @@ class ProviderAdmin(CsvImportAdminMixin, admin.ModelAdmin):
     @admin.action(description=_("Create an API key (shown once)"), permissions=["change"])
     def create_api_key(self, request, queryset):
         for provider in queryset.select_related("organisation"):
-            new = provider_key_create(provider=provider, name=f"admin {timezone.now():%Y-%m-%d}", created_by=request.user)
+            new = provider_key_create(
+                provider=provider, name=f"admin {timezone.now():%Y-%m-%d}", created_by=request.user
+            )
             self.message_user(
                 request,
-                _("New API key for %(provider)s, shown only now: %(key)s") % {"provider": provider.organisation.name, "key": new.raw_key},
+                _("New API key for %(provider)s, shown only now: %(key)s")
+                % {"provider": provider.organisation.name, "key": new.raw_key},
                 messages.WARNING,
             )
 

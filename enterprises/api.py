@@ -45,11 +45,26 @@ class MeView(APIView):
     def get(self, request):
         user = request.user
         if isinstance(user, ProviderPrincipal):
-            data = {"kind": "provider_key", "username": str(user), "organisation": user.provider.organisation, "role": "provider"}
+            data = {
+                "kind": "provider_key",
+                "username": str(user),
+                "organisation": user.provider.organisation,
+                "role": "provider",
+            }
         else:
             account = portal_account_for(user)
             if account is not None:
-                data = {"kind": account.role, "username": user.get_username(), "organisation": account.organisation, "role": account.role}
+                data = {
+                    "kind": account.role,
+                    "username": user.get_username(),
+                    "organisation": account.organisation,
+                    "role": account.role,
+                }
             else:
-                data = {"kind": "staff" if user.is_staff else "none", "username": user.get_username(), "organisation": None, "role": ""}
+                data = {
+                    "kind": "staff" if user.is_staff else "none",
+                    "username": user.get_username(),
+                    "organisation": None,
+                    "role": "",
+                }
         return Response(MeSerializer(data).data)

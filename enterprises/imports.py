@@ -37,9 +37,19 @@ class RegistryImport(c.CsvImport):
         Column("social_insured_employees", c.integer(minimum=0)),
         Column("rd_staff", c.integer(minimum=0)),
         Column("core_team_city", c.text(100), required=False),
-        Column("contact_phone", c.text(30, pattern=r"[0-9+\-() ]{5,30}", message="is not a phone number"), required=False),
-        Column("contact_email", c.text(254, pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+", message="is not an e-mail address"), required=False),
-        Column("bank_account", c.text(40, pattern=r"[0-9 \-]{6,40}", message="is not a bank account number"), required=False),
+        Column(
+            "contact_phone", c.text(30, pattern=r"[0-9+\-() ]{5,30}", message="is not a phone number"), required=False
+        ),
+        Column(
+            "contact_email",
+            c.text(254, pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+", message="is not an e-mail address"),
+            required=False,
+        ),
+        Column(
+            "bank_account",
+            c.text(40, pattern=r"[0-9 \-]{6,40}", message="is not a bank account number"),
+            required=False,
+        ),
     ]
 
     def clean_rows(self, rows: list[ParsedRow], problems: ProblemList) -> list[tuple[int, dict]]:
@@ -51,10 +61,18 @@ class RegistryImport(c.CsvImport):
             if v["industry_code"] is not None:
                 level = levels.get(v["industry_code"])
                 if level is None:
-                    problems.add(f"{v['industry_code']!r} is not a GB/T 4754-2017 code", line=row.line, column="industry_code")
+                    problems.add(
+                        f"{v['industry_code']!r} is not a GB/T 4754-2017 code", line=row.line, column="industry_code"
+                    )
                 elif level != 4:
-                    problems.add(f"{v['industry_code']!r} is not a class (4-digit) code", line=row.line, column="industry_code")
-            if v["paid_in_capital"] is not None and v["registered_capital"] is not None and v["paid_in_capital"] > v["registered_capital"]:
+                    problems.add(
+                        f"{v['industry_code']!r} is not a class (4-digit) code", line=row.line, column="industry_code"
+                    )
+            if (
+                v["paid_in_capital"] is not None
+                and v["registered_capital"] is not None
+                and v["paid_in_capital"] > v["registered_capital"]
+            ):
                 problems.add("paid-in capital exceeds registered capital", line=row.line, column="paid_in_capital")
             if any(v[column.name] is None for column in self.columns if column.required):
                 continue  # its problems are already reported
@@ -125,12 +143,22 @@ class ProviderImport(c.CsvImport):
                 continue
             organisation = organisations.get(v["uscc"])
             if organisation is None:
-                problems.add(f"{v['uscc']} is not in the registry; import the registry first", line=row.line, column="uscc")
+                problems.add(
+                    f"{v['uscc']} is not in the registry; import the registry first", line=row.line, column="uscc"
+                )
                 continue
             if v["name"] is not None and v["name"] != organisation.name:
-                problems.add(f"name {v['name']!r} differs from the registry's {organisation.name!r}", line=row.line, column="name")
+                problems.add(
+                    f"name {v['name']!r} differs from the registry's {organisation.name!r}",
+                    line=row.line,
+                    column="name",
+                )
             if v["region_code"] is not None and v["region_code"] != organisation.region_code:
-                problems.add(f"region {v['region_code']} differs from the registry's {organisation.region_code}", line=row.line, column="region_code")
+                problems.add(
+                    f"region {v['region_code']} differs from the registry's {organisation.region_code}",
+                    line=row.line,
+                    column="region_code",
+                )
             if v["whitelisted"] is None:
                 continue
             cleaned.append((row.line, {"organisation_id": organisation.pk, "whitelisted": v["whitelisted"]}))

@@ -71,7 +71,8 @@ class Organisation(models.Model):
     uscc_checksum_ok = models.BooleanField(_("USCC checksum OK"), default=True, db_index=True)
     data_quality_note = models.CharField(_("data-quality note"), max_length=300, blank=True)
     data_quality_resolved = models.BooleanField(
-        _("data quality resolved"), default=False,
+        _("data quality resolved"),
+        default=False,
         help_text=_("Staff confirmed the record against the official registry."),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -97,7 +98,9 @@ class Organisation(models.Model):
 class Provider(models.Model):
     """A compute provider: a registry organisation that may be whitelisted by the department."""
 
-    organisation = models.OneToOneField(Organisation, verbose_name=_("organisation"), on_delete=models.PROTECT, related_name="provider")
+    organisation = models.OneToOneField(
+        Organisation, verbose_name=_("organisation"), on_delete=models.PROTECT, related_name="provider"
+    )
     whitelisted = models.BooleanField(_("whitelisted"), default=False, db_index=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -116,12 +119,16 @@ class ProviderApiKey(models.Model):
     when created. Keys are 256-bit random tokens, so a fast digest is safe here (a slow
     password hash would only slow every API call)."""
 
-    provider = models.ForeignKey(Provider, verbose_name=_("provider"), on_delete=models.PROTECT, related_name="api_keys")
+    provider = models.ForeignKey(
+        Provider, verbose_name=_("provider"), on_delete=models.PROTECT, related_name="api_keys"
+    )
     name = models.CharField(_("name"), max_length=100, blank=True)
     prefix = models.CharField(_("prefix"), max_length=12, unique=True)
     digest = models.CharField(_("SHA-256 digest"), max_length=64, unique=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
     revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
 
@@ -145,8 +152,12 @@ class PortalAccount(models.Model):
         ENTERPRISE = "enterprise", _("enterprise user")
         PROVIDER = "provider", _("provider user")
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="portal_account")
-    organisation = models.ForeignKey(Organisation, verbose_name=_("organisation"), on_delete=models.PROTECT, related_name="portal_accounts")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="portal_account"
+    )
+    organisation = models.ForeignKey(
+        Organisation, verbose_name=_("organisation"), on_delete=models.PROTECT, related_name="portal_accounts"
+    )
     role = models.CharField(_("role"), max_length=20, choices=Role.choices)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
@@ -163,8 +174,12 @@ class StaffAffiliation(models.Model):
     relative's company, a shareholding). Review refuses an application from an organisation
     its reviewer is linked to."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("staff member"), on_delete=models.CASCADE, related_name="affiliations")
-    organisation = models.ForeignKey(Organisation, verbose_name=_("organisation"), on_delete=models.CASCADE, related_name="staff_affiliations")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("staff member"), on_delete=models.CASCADE, related_name="affiliations"
+    )
+    organisation = models.ForeignKey(
+        Organisation, verbose_name=_("organisation"), on_delete=models.CASCADE, related_name="staff_affiliations"
+    )
     relation = models.CharField(_("relation"), max_length=200, blank=True)
     declared_at = models.DateTimeField(_("declared"), auto_now_add=True)
 

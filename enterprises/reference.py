@@ -3,7 +3,7 @@ from __future__ import annotations
 from core.reference import read_fixture
 
 
-def load_industry_classes(IndustryClass) -> int:  # noqa: N803 - a model class (historical in migrations)
+def load_industry_classes(IndustryClass) -> int:
     """Upsert GB/T 4754-2017 and mark the digital-economy core classes. Returns the count."""
     core = {row["gbt4754_code"]: row for row in read_fixture("digital-economy-core-2021.csv")}
     existing = set(IndustryClass.objects.values_list("code", flat=True))

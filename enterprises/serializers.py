@@ -12,11 +12,28 @@ class OrganisationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Organisation
         fields = [
-            "id", "uscc", "name", "legal_representative", "registered_address", "region_code",
-            "registration_date", "registered_capital", "paid_in_capital", "industry_code",
-            "industry_name", "digital_core", "main_business", "social_insured_employees",
-            "rd_staff", "core_team_city", "contact_phone", "contact_email", "bank_account",
-            "is_active", "data_quality_flag", "data_quality_note",
+            "id",
+            "uscc",
+            "name",
+            "legal_representative",
+            "registered_address",
+            "region_code",
+            "registration_date",
+            "registered_capital",
+            "paid_in_capital",
+            "industry_code",
+            "industry_name",
+            "digital_core",
+            "main_business",
+            "social_insured_employees",
+            "rd_staff",
+            "core_team_city",
+            "contact_phone",
+            "contact_email",
+            "bank_account",
+            "is_active",
+            "data_quality_flag",
+            "data_quality_note",
         ]
         read_only_fields = fields
 

@@ -65,8 +65,12 @@ def provider_key_revoke(*, prefix: str, revoked_by=None, reason: str = "") -> Pr
     api_key.revoked_at = timezone.now()
     api_key.save(update_fields=["revoked_at"])
     audit_record(
-        actor=revoked_by or "cli", obj=api_key, action="api_key.revoke",
-        from_state="active", to_state="revoked", reason=reason,
+        actor=revoked_by or "cli",
+        obj=api_key,
+        action="api_key.revoke",
+        from_state="active",
+        to_state="revoked",
+        reason=reason,
     )
     return api_key
 

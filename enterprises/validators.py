@@ -77,11 +77,21 @@ def validate_uscc_format(value: str) -> None:
     """Model/form validator: rejects malformed codes; a checksum failure is left to the
     data-quality flag (see ``Organisation.uscc_checksum_ok``)."""
     if not check_uscc(value).well_formed:
-        raise ValidationError(_("%(value)s is not a well-formed USCC (18 characters of 0-9 and A-Y without I, O, S, V, Z; positions 3-8 an area code)."), params={"value": value}, code="uscc_format")
+        raise ValidationError(
+            _(
+                "%(value)s is not a well-formed USCC (18 characters of 0-9 and A-Y without I, O, S, V, Z; positions 3-8 an area code)."
+            ),
+            params={"value": value},
+            code="uscc_format",
+        )
 
 
 def validate_uscc(value: str) -> None:
     """Strict validator: format and both check characters."""
     result = check_uscc(value)
     if not result.valid:
-        raise ValidationError(_("%(value)s is not a valid USCC: %(problem)s."), params={"value": value, "problem": result.problem}, code="uscc_invalid")
+        raise ValidationError(
+            _("%(value)s is not a valid USCC: %(problem)s."),
+            params={"value": value, "problem": result.problem},
+            code="uscc_invalid",
+        )

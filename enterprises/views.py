@@ -9,4 +9,6 @@ from enterprises.selectors import portal_account_for
 @login_required
 def portal_home(request):
     account = portal_account_for(request.user)
-    return render(request, "portal/home.html", {"account": account, "organisation": account.organisation if account else None})
+    return render(
+        request, "portal/home.html", {"account": account, "organisation": account.organisation if account else None}
+    )

@@ -62,7 +62,9 @@ def make_user(username: str | None = None, *, staff: bool = False, groups: tuple
     return user
 
 
-def make_portal_user(organisation: Organisation, *, role: str = PortalAccount.Role.ENTERPRISE, username: str | None = None):
+def make_portal_user(
+    organisation: Organisation, *, role: str = PortalAccount.Role.ENTERPRISE, username: str | None = None
+):
     user = make_user(username)
     PortalAccount.objects.create(user=user, organisation=organisation, role=role)
     return user

@@ -121,7 +121,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Enterprises read their applications and coupons; providers report metered usage "
         "with an API key (header `Authorization: Api-Key <key>`); staff read everything. "
-        "Every error has one shape: `{\"error\": {\"code\", \"message\", \"details\"}}`."
+        'Every error has one shape: `{"error": {"code", "message", "details"}}`.'
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -6,4 +6,4 @@ from .base import env_bool, env_str
 
 DEBUG = env_bool("DEBUG", True)
 # A development key only; production refuses to start without SECRET_KEY.
-SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production")  # noqa: S105
+SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production")

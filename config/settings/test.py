@@ -5,7 +5,7 @@ from .base import *  # noqa: F403
 from .base import env_str
 
 DEBUG = False
-SECRET_KEY = env_str("SECRET_KEY", "test-only-key")  # noqa: S105
+SECRET_KEY = env_str("SECRET_KEY", "test-only-key")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://")

@@ -23,7 +23,9 @@ class Command(BaseCommand):
             if action == "create":
                 provider = provider_get_by_uscc(uscc=options["uscc"])
                 new = provider_key_create(provider=provider, name=options["name"])
-                self.stderr.write(f"API key for {provider.organisation.name} (prefix {new.api_key.prefix}); it is shown only now:")
+                self.stderr.write(
+                    f"API key for {provider.organisation.name} (prefix {new.api_key.prefix}); it is shown only now:"
+                )
                 self.stdout.write(new.raw_key)
             elif action == "revoke":
                 api_key = provider_key_revoke(prefix=options["prefix"], reason=options["reason"])

@@ -23,7 +23,11 @@ class Accelerator(models.Model):
     vendor = models.CharField(_("vendor"), max_length=100)
     domestic = models.BooleanField(_("domestic chip"), default=False)
     fp16_dense_tflops = models.DecimalField(
-        _("dense FP16 TFLOPS"), max_digits=8, decimal_places=1, null=True, blank=True,
+        _("dense FP16 TFLOPS"),
+        max_digits=8,
+        decimal_places=1,
+        null=True,
+        blank=True,
         help_text=_("Dense FP16/BF16 without sparsity; blank where no source gives it."),
     )
     memory_gb = models.PositiveIntegerField(_("memory (GB)"), null=True, blank=True)

@@ -1,0 +1,170 @@
+"""Issuing coupons and changing their state: freeze, unfreeze, revoke, expire."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from core.audit import audit_record
+from core.errors import ApplicationError, ValidationFailed
+from coupons.models import Account, Application, Coupon, LedgerTransaction
+from coupons.services.ledger import ledger_post, program_account
+
+# Human-readable: no 0/O, 1/I/L, so a code read over the phone is unambiguous.
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+def _new_code(program_code: str) -> str:
+    prefix = "".join(ch for ch in program_code.upper() if ch.isalnum())[:8]
+    while True:
+        body = "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
+        code = f"{prefix}-{body[:4]}-{body[4:]}"
+        if not Coupon.objects.filter(code=code).exists():
+            return code
+
+
+class CouponStateError(ApplicationError):
+    code = "coupon_state"
+    status = 409
+
+
+def coupon_issue(*, application: Application, amount: Decimal, actor, now: dt.datetime | None = None) -> Coupon:
+    """Issue the coupon of an approved application and move its face value from the programme
+    budget to the coupon's account. Runs inside the approval's transaction; the budget lock
+    taken by the posting serialises issuing within a programme."""
+    now = now or timezone.now()
+    program = application.program
+    account = Account.objects.create(
+        kind=Account.Kind.COUPON, program=program, name=f"{_('coupon')} · {application.reference}"
+    )
+    coupon = Coupon.objects.create(
+        code=_new_code(program.code),
+        application=application,
+        organisation_id=application.organisation_id,
+        program=program,
+        provider_id=application.provider_id,
+        account=account,
+        face_value=amount,
+        valid_from=now,
+        valid_until=now + dt.timedelta(days=program.validity_days),
+    )
+    account.name = f"{_('coupon')} {coupon.code}"
+    account.save(update_fields=["name"])
+    ledger_post(
+        kind=LedgerTransaction.Kind.ISSUE,
+        program=program,
+        actor=actor,
+        subject=f"coupon:{coupon.code}",
+        idempotency_key=f"issue:application:{application.pk}",
+        memo=application.reference,
+        lines=[(program_account(program, Account.Kind.BUDGET), -amount), (account, amount)],
+    )
+    audit_record(
+        actor=actor, obj=coupon, action="coupon.issue", to_state=coupon.state, data={"face_value": str(amount)}
+    )
+    return coupon
+
+
+def _locked(coupon: Coupon) -> Coupon:
+    return Coupon.objects.select_for_update().select_related("account", "program").get(pk=coupon.pk)
+
+
+def _require_reason(reason: str) -> str:
+    if not (reason or "").strip():
+        raise ValidationFailed(_("A reason is required."), details=[])
+    return reason.strip()
+
+
+@transaction.atomic
+def coupon_freeze(*, coupon: Coupon, actor, reason: str) -> Coupon:
+    reason = _require_reason(reason)
+    coupon = _locked(coupon)
+    if coupon.state != Coupon.State.ACTIVE:
+        raise CouponStateError(
+            _("Only an active coupon can be frozen; this one is %(state)s.") % {"state": coupon.get_state_display()}
+        )
+    coupon.state = Coupon.State.FROZEN
+    coupon.save(update_fields=["state"])
+    audit_record(actor=actor, obj=coupon, action="coupon.freeze", from_state="active", to_state="frozen", reason=reason)
+    return coupon
+
+
+@transaction.atomic
+def coupon_unfreeze(*, coupon: Coupon, actor, reason: str) -> Coupon:
+    reason = _require_reason(reason)
+    coupon = _locked(coupon)
+    if coupon.state != Coupon.State.FROZEN:
+        raise CouponStateError(
+            _("Only a frozen coupon can be unfrozen; this one is %(state)s.") % {"state": coupon.get_state_display()}
+        )
+    coupon.state = Coupon.State.ACTIVE
+    coupon.save(update_fields=["state"])
+    audit_record(
+        actor=actor, obj=coupon, action="coupon.unfreeze", from_state="frozen", to_state="active", reason=reason
+    )
+    return coupon
+
+
+def _return_balance(coupon: Coupon, *, kind: str, actor, reason: str, to_state: str) -> Coupon:
+    """Move what is left on the coupon back to the programme budget and end the coupon."""
+    source = coupon.state
+    balance = coupon.account.balance
+    if balance > 0:
+        ledger_post(
+            kind=kind,
+            program=coupon.program,
+            actor=actor,
+            subject=f"coupon:{coupon.code}",
+            memo=reason[:300],
+            lines=[(coupon.account, -balance), (program_account(coupon.program, Account.Kind.BUDGET), balance)],
+        )
+    coupon.returned_amount += balance
+    coupon.state = to_state
+    coupon.save(update_fields=["state", "returned_amount"])
+    audit_record(
+        actor=actor,
+        obj=coupon,
+        action=f"coupon.{kind}",
+        from_state=source,
+        to_state=to_state,
+        reason=reason,
+        data={"returned": str(balance)},
+    )
+    return coupon
+
+
+@transaction.atomic
+def coupon_revoke(*, coupon: Coupon, actor, reason: str) -> Coupon:
+    """Revoke an active or frozen coupon; its unspent balance returns to the budget."""
+    reason = _require_reason(reason)
+    coupon = _locked(coupon)
+    if coupon.state not in (Coupon.State.ACTIVE, Coupon.State.FROZEN):
+        raise CouponStateError(
+            _("A coupon that is %(state)s cannot be revoked.") % {"state": coupon.get_state_display()}
+        )
+    return _return_balance(
+        coupon, kind=LedgerTransaction.Kind.REVOKE, actor=actor, reason=reason, to_state=Coupon.State.REVOKED
+    )
+
+
+@transaction.atomic
+def coupon_expire(*, coupon: Coupon, actor=None, now: dt.datetime | None = None) -> bool:
+    """Expire a coupon past its validity; False when there is nothing to do (already ended or
+    still valid), so running it twice changes nothing more."""
+    now = now or timezone.now()
+    coupon = _locked(coupon)
+    if coupon.state not in (Coupon.State.ACTIVE, Coupon.State.FROZEN) or coupon.valid_until > now:
+        return False
+    _return_balance(
+        coupon,
+        kind=LedgerTransaction.Kind.EXPIRE,
+        actor=actor,
+        reason=_("validity ended"),
+        to_state=Coupon.State.EXPIRED,
+    )
+    return True
