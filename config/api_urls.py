@@ -3,10 +3,14 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from coupons import api as coupon_api
 from enterprises import api as enterprise_api
 
 router = DefaultRouter()
 router.register("organisations", enterprise_api.OrganisationViewSet, basename="organisation")
+router.register("programs", coupon_api.ProgramViewSet, basename="program")
+router.register("applications", coupon_api.ApplicationViewSet, basename="application")
+router.register("coupons", coupon_api.CouponViewSet, basename="coupon")
 
 urlpatterns = [
     path("me/", enterprise_api.MeView.as_view(), name="api-me"),

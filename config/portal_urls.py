@@ -3,10 +3,17 @@
 
 from django.urls import path
 
+from coupons import views as coupon_views
 from enterprises import views as enterprise_views
 
 app_name = "portal"
 
 urlpatterns = [
     path("", enterprise_views.portal_home, name="home"),
+    path("applications/", coupon_views.application_list, name="applications"),
+    path("applications/new/", coupon_views.application_new, name="application_new"),
+    path("applications/<str:reference>/", coupon_views.application_detail, name="application"),
+    path("applications/<str:reference>/edit/", coupon_views.application_edit, name="application_edit"),
+    path("applications/<str:reference>/<str:action>/", coupon_views.application_action, name="application_action"),
+    path("coupons/", coupon_views.coupon_list, name="coupons"),
 ]

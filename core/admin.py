@@ -48,8 +48,15 @@ class CsvImportAdminMixin:
             *super().get_urls(),
         ]
 
+    def has_import_permission(self, request) -> bool:
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_import": self.has_import_permission(request)}
+        return super().changelist_view(request, extra_context)
+
     def import_view(self, request):
-        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+        if not self.has_import_permission(request):
             raise PermissionDenied
         problems, error_message = [], None
         form = CsvUploadForm(request.POST or None, request.FILES or None)

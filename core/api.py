@@ -21,7 +21,7 @@ def _flatten(detail, prefix: str = "") -> list[dict]:
             problems.extend(_flatten(value, f"{prefix}.{field}" if prefix and field else (field or prefix)))
     elif isinstance(detail, list):
         for index, value in enumerate(detail):
-            if isinstance(value, dict | list) and not all(isinstance(v, str) for v in value):
+            if isinstance(value, dict) or (isinstance(value, list) and not all(isinstance(v, str) for v in value)):
                 problems.extend(_flatten(value, f"{prefix}[{index}]" if prefix else f"[{index}]"))
             else:
                 problems.extend(_flatten(value, prefix))

@@ -72,7 +72,9 @@ def text(max_length: int | None = None, *, pattern: str | None = None, message: 
     return parse
 
 
-def decimal(places: int, *, minimum: Decimal | None = Decimal(0), max_digits: int = 18) -> Callable:
+def decimal(places: int, *, minimum: Decimal | None = Decimal(0), max_digits: int = 14) -> Callable:
+    """A plain decimal with at most ``places`` decimals and ``max_digits`` digits in all (the
+    column's size: 14 digits are up to ¥999,999,999,999.99)."""
     def parse(value: str) -> Decimal:
         cleaned = value.replace(",", "").replace("¥", "").strip()
         try:
@@ -94,7 +96,7 @@ def decimal(places: int, *, minimum: Decimal | None = Decimal(0), max_digits: in
     return parse
 
 
-def integer(*, minimum: int | None = 0, maximum: int | None = None) -> Callable:
+def integer(*, minimum: int | None = 0, maximum: int | None = 2_147_483_647) -> Callable:
     def parse(value: str) -> int:
         try:
             number = int(value.replace(",", ""))
@@ -340,6 +342,13 @@ class CsvImport:
                 summary.unchanged += 1
         self.model.objects.bulk_create(to_create, batch_size=1000)
         if to_update:
+            # bulk_update skips auto_now, so stamp it here for rows that really changed.
+            stamped = [f.name for f in self.model._meta.concrete_fields if getattr(f, "auto_now", False)]
+            now = timezone.now()
+            for obj in to_update:
+                for name in stamped:
+                    setattr(obj, name, now)
+            changed_fields.update(stamped)
             self.model.objects.bulk_update(to_update, sorted(changed_fields), batch_size=1000)
         summary.created = len(to_create)
         summary.updated = len(to_update)

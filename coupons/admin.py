@@ -1,6 +1,26 @@
-from django.contrib import admin
+"""Staff admin for programmes, the review queue, coupons and the ledger. Every change goes
+through the services; the admin only parses and renders."""
 
-from coupons.models import Accelerator
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import F
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from core.admin import CsvImportAdminMixin, ReadOnlyAdmin
+from core.audit import audit_trail_for
+from core.errors import ApplicationError
+from coupons.forms import CouponStateForm, DecisionForm
+from coupons.imports import ApplicationImport, ProgramImport
+from coupons.models import Accelerator, Account, Application, Coupon, LedgerEntry, LedgerTransaction, Program
+from coupons.selectors import budget_panel
+from coupons.services.coupons import coupon_freeze, coupon_revoke, coupon_unfreeze
+from coupons.services.programs import PROGRAM_FIELDS, program_create, program_update
+from coupons.services.review import grant_limit, needs_second_review, review_approve, review_reject, review_return
 
 
 @admin.register(Accelerator)
@@ -8,3 +28,317 @@ class AcceleratorAdmin(admin.ModelAdmin):
     list_display = ["name", "vendor", "domestic", "fp16_dense_tflops", "memory_gb", "aliases"]
     list_filter = ["domestic", "vendor"]
     search_fields = ["name", "aliases", "vendor"]
+
+
+@admin.register(Program)
+class ProgramAdmin(CsvImportAdminMixin, admin.ModelAdmin):
+    csv_importer = ProgramImport
+    list_display = [
+        "code",
+        "name",
+        "budget",
+        "remaining",
+        "rate",
+        "domestic_rate",
+        "per_enterprise_cap",
+        "opens",
+        "closes",
+    ]
+    search_fields = ["code", "name"]
+    change_form_template = "admin/coupons/program/change_form.html"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("accounts")
+
+    @admin.display(description=_("remaining"))
+    def remaining(self, obj):
+        return next((a.balance for a in obj.accounts.all() if a.kind == Account.Kind.BUDGET), None)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["code"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        values = {name: form.cleaned_data[name] for name in PROGRAM_FIELDS if name in form.cleaned_data}
+        if change:
+            program_update(program=obj, actor=request.user, **values)
+        else:
+            saved = program_create(code=form.cleaned_data["code"], actor=request.user, **values)
+            obj.pk = saved.pk
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a programme with money on the ledger is never deleted
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        program = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {}), "panel": budget_panel(program) if program else None}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+class RiskBandFilter(admin.SimpleListFilter):
+    title = _("risk band")
+    parameter_name = "band"
+
+    def lookups(self, request, model_admin):
+        return [*Application._meta.get_field("risk_band").choices, ("none", _("not scored yet"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "none":
+            return queryset.filter(risk_score__isnull=True)
+        if self.value():
+            return queryset.filter(risk_band=self.value())
+        return queryset
+
+
+class QueueFilter(admin.SimpleListFilter):
+    """By default the list is the review queue: what waits for a decision."""
+
+    title = _("queue")
+    parameter_name = "queue"
+
+    def lookups(self, request, model_admin):
+        return [("all", _("all applications"))]
+
+    def choices(self, changelist):
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": _("waiting for review"),
+        }
+        yield {
+            "selected": self.value() == "all",
+            "query_string": changelist.get_query_string({self.parameter_name: "all"}),
+            "display": _("all applications"),
+        }
+
+    def queryset(self, request, queryset):
+        if self.value() == "all" or request.GET.get("status__exact"):
+            return queryset
+        return queryset.filter(status__in=[Application.Status.SUBMITTED, Application.Status.UNDER_REVIEW])
+
+
+@admin.register(Application)
+class ApplicationAdmin(CsvImportAdminMixin, admin.ModelAdmin):
+    csv_importer = ApplicationImport
+    list_display = [
+        "reference",
+        "risk",
+        "organisation",
+        "program",
+        "provider",
+        "claimed_amount",
+        "granted_amount",
+        "status",
+        "submitted_at",
+    ]
+    list_filter = [
+        QueueFilter,
+        "program",
+        "status",
+        RiskBandFilter,
+        "organisation__region_code",
+        "organisation__industry__digital_core",
+        "organisation__industry__section",
+        "provider",
+    ]
+    search_fields = ["reference", "organisation__name", "organisation__uscc"]
+    list_select_related = ["organisation", "program", "provider__organisation"]
+    change_form_template = "admin/coupons/application/change_form.html"
+    list_per_page = 50
+    show_full_result_count = False  # a COUNT(*) over 100,000+ rows on every page is wasted
+
+    def get_ordering(self, request):
+        return [F("risk_score").desc(nulls_last=True), "submitted_at", "id"]
+
+    @admin.display(description=_("risk"), ordering="risk_score")
+    def risk(self, obj):
+        if obj.risk_score is None:
+            return "—"
+        colour = {"high": "#b42318", "medium": "#b54708", "low": "#067647"}.get(obj.risk_band, "#444")
+        return format_html('<b style="color:{}">{}</b> {}', colour, obj.risk_score, obj.get_risk_band_display())
+
+    def has_add_permission(self, request):
+        return False  # applications come from the portal or the import
+
+    def has_change_permission(self, request, obj=None):
+        return False  # decisions go through the review form below, not field edits
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or request.user.has_perm("coupons.review_application")
+
+    def has_import_permission(self, request):
+        return request.user.has_perm("coupons.add_application")
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/decide/", self.admin_site.admin_view(self.decide_view), name="coupons_application_decide"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        application = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if application is not None:
+            context.update(self.review_context(request, application))
+        return super().change_view(request, object_id, form_url, context)
+
+    def review_context(self, request, application: Application) -> dict:
+        from coupons.review_context import review_panels
+
+        limit, limited_by = (
+            grant_limit(application) if application.status in ("submitted", "under_review") else (None, [])
+        )
+        first = application.reviews.filter(decision="approve", superseded=False).select_related("reviewer").first()
+        return {
+            "application": application,
+            "organisation": application.organisation,
+            "audit_trail": audit_trail_for(application)[:100],
+            "reviews": application.reviews.select_related("reviewer"),
+            "app_messages": application.messages.all(),
+            "grant_limit": limit,
+            "limited_by": limited_by,
+            "first_approval": first,
+            "needs_second": needs_second_review(application, first.amount if first else (limit or 0))
+            if limit is not None
+            else False,
+            "decision_form": DecisionForm(initial={"amount": first.amount if first else limit}),
+            "can_review": request.user.has_perm("coupons.review_application")
+            and application.status in ("submitted", "under_review"),
+            "panels": review_panels(application),
+        }
+
+    def decide_view(self, request, pk):
+        if request.method != "POST" or not request.user.has_perm("coupons.review_application"):
+            raise PermissionDenied
+        application = get_object_or_404(Application, pk=pk)
+        form = DecisionForm(request.POST)
+        back = redirect(reverse("admin:coupons_application_change", args=[pk]))
+        if not form.is_valid():
+            self.message_user(
+                request,
+                _("The decision form is not valid: %(errors)s") % {"errors": form.errors.as_text()},
+                messages.ERROR,
+            )
+            return back
+        decision, reason = form.cleaned_data["decision"], form.cleaned_data["reason"]
+        try:
+            if decision == "approve":
+                outcome = review_approve(
+                    application=application, reviewer=request.user, amount=form.cleaned_data["amount"], note=reason
+                )
+                if outcome.awaiting_second_review:
+                    self.message_user(
+                        request, _("First approval recorded; a second reviewer must sign off."), messages.WARNING
+                    )
+                else:
+                    self.message_user(
+                        request,
+                        _("Approved; coupon %(code)s issued.") % {"code": outcome.coupon.code},
+                        messages.SUCCESS,
+                    )
+            elif decision == "reject":
+                review_reject(application=application, reviewer=request.user, reason=reason)
+                self.message_user(request, _("Rejected."), messages.SUCCESS)
+            else:
+                review_return(application=application, reviewer=request.user, reason=reason)
+                self.message_user(request, _("Returned to the enterprise for changes."), messages.SUCCESS)
+        except ApplicationError as error:
+            self.message_user(request, " ".join([error.message, *[str(p) for p in error.details]]), messages.ERROR)
+        return back
+
+
+class EntryInline(admin.TabularInline):
+    model = LedgerEntry
+    fields = ["account", "amount"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "created_at", "kind", "program", "subject", "memo", "created_by"]
+    list_filter = ["kind", "program"]
+    search_fields = ["subject", "memo", "idempotency_key"]
+    list_select_related = ["program", "created_by"]
+    inlines = [EntryInline]
+    show_full_result_count = False
+
+
+@admin.register(Account)
+class AccountAdmin(ReadOnlyAdmin):
+    list_display = ["name", "kind", "program", "balance"]
+    list_filter = ["kind", "program"]
+    search_fields = ["name"]
+    list_select_related = ["program"]
+
+
+@admin.register(Coupon)
+class CouponAdmin(admin.ModelAdmin):
+    list_display = ["code", "organisation", "program", "provider", "face_value", "balance", "state", "valid_until"]
+    list_filter = ["state", "program", "provider"]
+    search_fields = ["code", "organisation__name", "organisation__uscc", "application__reference"]
+    list_select_related = ["organisation", "program", "provider__organisation", "account"]
+    change_form_template = "admin/coupons/coupon/change_form.html"
+    show_full_result_count = False
+
+    @admin.display(description=_("balance"), ordering="account__balance")
+    def balance(self, obj):
+        return obj.account.balance
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in Coupon._meta.fields]
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/state/", self.admin_site.admin_view(self.state_view), name="coupons_coupon_state"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        coupon = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if coupon is not None:
+            context.update(
+                {
+                    "coupon": coupon,
+                    "audit_trail": audit_trail_for(coupon)[:100],
+                    "state_form": CouponStateForm(),
+                    "can_change_state": request.user.has_perm("coupons.change_coupon"),
+                }
+            )
+        return super().change_view(request, object_id, form_url, context)
+
+    def state_view(self, request, pk):
+        if request.method != "POST" or not request.user.has_perm("coupons.change_coupon"):
+            raise PermissionDenied
+        coupon = get_object_or_404(Coupon, pk=pk)
+        form = CouponStateForm(request.POST)
+        if form.is_valid():
+            service = {"freeze": coupon_freeze, "unfreeze": coupon_unfreeze, "revoke": coupon_revoke}[
+                form.cleaned_data["action"]
+            ]
+            try:
+                coupon = service(coupon=coupon, actor=request.user, reason=form.cleaned_data["reason"])
+            except ApplicationError as error:
+                self.message_user(request, error.message, messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    _("Coupon %(code)s is now %(state)s.") % {"code": coupon.code, "state": coupon.get_state_display()},
+                    messages.SUCCESS,
+                )
+        else:
+            self.message_user(request, _("A reason is required."), messages.ERROR)
+        return redirect(reverse("admin:coupons_coupon_change", args=[pk]))

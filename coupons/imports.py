@@ -39,14 +39,14 @@ class ProgramImport(c.CsvImport):
     columns = [
         Column("code", CODE),
         Column("name", c.text(200)),
-        Column("budget", c.decimal(2, minimum=Decimal("0.01"))),
+        Column("budget", c.decimal(2, minimum=Decimal("0.01"), max_digits=16)),
         Column("rate", _rate_cell),
         Column("domestic_rate", _rate_cell),
-        Column("per_enterprise_cap", c.decimal(2, minimum=Decimal("0.01"))),
+        Column("per_enterprise_cap", c.decimal(2, minimum=Decimal("0.01"), max_digits=16)),
         Column("opens", c.date()),
         Column("closes", c.date()),
         Column("validity_days", c.integer(minimum=1, maximum=3660)),
-        Column("second_review_amount", c.decimal(2), required=False, optional_column=True),
+        Column("second_review_amount", c.decimal(2, max_digits=16), required=False, optional_column=True),
         Column("second_review_band", c.choice(RiskBand.values), required=False, optional_column=True),
     ]
 

@@ -31,7 +31,9 @@ def make_program(**overrides):
     return program_create(**values)
 
 
-def make_application(*, organisation, provider, program, submit: bool = True, accelerator_name="NVIDIA A100 80GB", **overrides):
+def make_application(
+    *, organisation, provider, program, submit: bool = True, accelerator_name="NVIDIA A100 80GB", **overrides
+):
     values = {
         "claimed_card_hours": Decimal("10000.0000"),
         "claimed_amount": Decimal("100000.00"),

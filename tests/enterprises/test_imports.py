@@ -376,9 +376,7 @@ def test_a_capital_too_large_for_the_column_is_reported_not_crashed_on():
 
     error = refused(RegistryImport(), data)
 
-    assert error.details == [
-        Problem("'100000000000000' is too large", line=2, column="registered_capital")
-    ]
+    assert error.details == [Problem("'100000000000000' is too large", line=2, column="registered_capital")]
 
 
 @pytest.mark.xfail(
@@ -542,9 +540,7 @@ def test_whitelisted_refuses_anything_else(raw):
 
     error = refused(ProviderImport(), to_csv([provider_row(organisation, whitelisted=raw)]))
 
-    assert error.details == [
-        Problem(f"{raw!r} is not yes/no (true/false, 1/0, 是/否)", line=2, column="whitelisted")
-    ]
+    assert error.details == [Problem(f"{raw!r} is not yes/no (true/false, 1/0, 是/否)", line=2, column="whitelisted")]
     assert not Provider.objects.exists()
 
 

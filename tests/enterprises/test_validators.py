@@ -80,8 +80,7 @@ def test_the_problem_names_every_failing_check_character():
     both = check_uscc("91440300770885628T")
     assert not both.organisation_check_ok and not both.check_ok
     assert both.problem == (
-        "organisation-code check character (position 17) does not match; "
-        "check character (position 18) does not match"
+        "organisation-code check character (position 17) does not match; check character (position 18) does not match"
     )
     final_only = check_uscc("9144030071526726X7")
     assert final_only.organisation_check_ok and not final_only.check_ok
@@ -101,9 +100,7 @@ def test_malformed_codes_are_refused_by_the_format_validator(code):
         validate_uscc(code)
 
 
-@pytest.mark.parametrize(
-    "raw", ["91110108551385082q", "  91110108551385082Q\t", "\n91310000132260250x "]
-)
+@pytest.mark.parametrize("raw", ["91110108551385082q", "  91110108551385082Q\t", "\n91310000132260250x "])
 def test_lower_case_and_surrounding_whitespace_are_normalised(raw):
     result = check_uscc(raw)
     assert result.code == raw.strip().upper()
