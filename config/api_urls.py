@@ -4,6 +4,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from coupons import api as coupon_api
+from coupons import usage_api
 from enterprises import api as enterprise_api
 
 router = DefaultRouter()
@@ -11,6 +12,7 @@ router.register("organisations", enterprise_api.OrganisationViewSet, basename="o
 router.register("programs", coupon_api.ProgramViewSet, basename="program")
 router.register("applications", coupon_api.ApplicationViewSet, basename="application")
 router.register("coupons", coupon_api.CouponViewSet, basename="coupon")
+router.register("usage", usage_api.UsageViewSet, basename="usage")
 
 urlpatterns = [
     path("me/", enterprise_api.MeView.as_view(), name="api-me"),

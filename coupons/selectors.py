@@ -18,6 +18,7 @@ from coupons.models import (
     LedgerEntry,
     LedgerTransaction,
     Program,
+    UsageRecord,
     normalize_model_name,
 )
 from enterprises.authentication import ProviderPrincipal
@@ -55,6 +56,13 @@ def coupons_for_user(user) -> QuerySet[Coupon]:
     )
     return _scope(
         queryset, user, view_perm="coupons.view_coupon", org_field="organisation_id", provider_field="provider"
+    )
+
+
+def usage_for_user(user) -> QuerySet[UsageRecord]:
+    queryset = UsageRecord.objects.select_related("provider__organisation", "enterprise", "accelerator")
+    return _scope(
+        queryset, user, view_perm="coupons.view_usagerecord", org_field="enterprise_id", provider_field="provider"
     )
 
 

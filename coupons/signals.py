@@ -4,3 +4,6 @@ from django.dispatch import Signal
 
 # Sent after the commit of a submission, with ``application_id``.
 application_submitted = Signal()
+
+# Sent after the commit of a usage batch, with ``provider_id`` and ``enterprise_ids``.
+usage_ingested = Signal()

@@ -5,6 +5,8 @@ from coupons.models.applications import Application, ApplicationMessage, Review
 from coupons.models.coupons import Coupon
 from coupons.models.ledger import Account, LedgerEntry, LedgerTransaction
 from coupons.models.programs import Program, RiskBand
+from coupons.models.redemptions import Redemption, RedemptionLine, ReferencePrice, Statement
+from coupons.models.usage import UsageBatch, UsageRecord
 
 __all__ = [
     "Accelerator",
@@ -15,7 +17,13 @@ __all__ = [
     "LedgerEntry",
     "LedgerTransaction",
     "Program",
+    "Redemption",
+    "RedemptionLine",
+    "ReferencePrice",
     "Review",
     "RiskBand",
+    "Statement",
+    "UsageBatch",
+    "UsageRecord",
     "normalize_model_name",
 ]

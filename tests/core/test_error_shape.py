@@ -89,13 +89,9 @@ def test_a_validation_error_without_fields():
     assert response.data["error"]["details"] == [{"reason": "The amount must be positive."}]
 
 
-@pytest.mark.xfail(
-    reason="BUG: core/api.py _flatten drops the index of a list of objects (a many=True "
-    "serializer's errors): `all(isinstance(v, str) for v in value)` iterates a dict's keys, "
-    "which are always strings, so 'records[1].amount' becomes 'records.amount'",
-    strict=True,
-)
 def test_errors_inside_a_list_of_records_keep_the_records_index():
+    """A many=True serializer reports one dict per record ({} for a valid one); the client
+    needs the record's index to find the bad one."""
     error = exceptions.ValidationError({"records": [{}, {"amount": ["Must be positive."]}]})
 
     response = handle(error)

@@ -172,12 +172,9 @@ def test_a_changed_row_is_updated_a_new_row_created_and_the_rest_left_alone():
     assert Organisation.objects.get(uscc=make_uscc(1)).updated_at == untouched_before
 
 
-@pytest.mark.xfail(
-    reason="BUG: CsvImport.write uses bulk_update without the auto_now field, so an updated "
-    "row keeps its old updated_at (core/csvimport.py, CsvImport.write)",
-    strict=True,
-)
 def test_an_updated_row_gets_a_new_updated_at():
+    """bulk_update does not stamp auto_now fields itself; the import must, or staff reading
+    "updated" would never see what the last registry import changed."""
     with time_machine.travel(dt.datetime(2025, 3, 1, 9, 0, tzinfo=SHANGHAI), tick=False):
         RegistryImport().run(to_csv([registry_row(1)]))
     second_import = dt.datetime(2025, 3, 2, 9, 0, tzinfo=SHANGHAI)
@@ -364,33 +361,68 @@ def test_an_empty_file_and_a_header_without_rows_are_refused():
     assert_nothing_written()
 
 
-@pytest.mark.xfail(
-    reason="BUG: the money parser allows 16 integer digits (decimal(2) keeps max_digits=18) but "
-    "Organisation.registered_capital is max_digits=16 (14 integer digits): PostgreSQL raises "
-    "DataError, SQLite stores a value that then fails to load (enterprises/imports.py, "
-    "RegistryImport.columns)",
-    strict=True,
-)
+def test_broken_quoting_is_reported_with_its_line():
+    data = to_csv([registry_row(1)]) + b'"' + make_uscc(2).encode() + b'"x,rest\r\n'
+
+    error = refused(RegistryImport(), data)
+
+    assert error.details == [Problem("unreadable CSV: ',' expected after '\"'", line=3)]
+    assert_nothing_written()
+
+
+def test_an_empty_header_cell_is_reported_by_its_position():
+    header = [*REGISTRY_HEADER[:2], "", *REGISTRY_HEADER[2:]]
+    row = list(registry_row(1).values())
+    row.insert(2, "")
+
+    error = refused(RegistryImport(), to_csv([row], header=header))
+
+    assert error.details == [Problem("unknown column ''", line=1, column="#3")]
+
+
+def test_a_huge_bad_file_reports_the_first_thousand_problems_and_counts_them_all():
+    rows = [registry_row(n, rd_staff="x") for n in range(1, 1006)]
+
+    error = refused(RegistryImport(), to_csv(rows))
+
+    assert error.message == "1005 problem(s) in the registry file; nothing was imported."
+    assert len(error.details) == 1000
+    assert error.details[0] == Problem("'x' is not a whole number", line=2, column="rd_staff")
+    assert error.details[-1].line == 1001
+    assert_nothing_written()
+
+
 def test_a_capital_too_large_for_the_column_is_reported_not_crashed_on():
-    data = to_csv([registry_row(1, registered_capital="100000000000000", paid_in_capital="1")])
+    """Organisation capital columns hold 14 integer digits; a bigger number must be a
+    reported problem, not a PostgreSQL DataError (or, on SQLite, a stored unreadable value)."""
+    rows = [
+        registry_row(1, registered_capital="99999999999999.99", paid_in_capital="1"),
+        registry_row(2, registered_capital="100000000000000", paid_in_capital="1"),
+    ]
 
-    error = refused(RegistryImport(), data)
+    error = refused(RegistryImport(), to_csv(rows))
 
-    assert error.details == [Problem("'100000000000000' is too large", line=2, column="registered_capital")]
+    assert error.details == [Problem("'100000000000000' is too large", line=3, column="registered_capital")]
+    assert_nothing_written()
 
 
-@pytest.mark.xfail(
-    reason="BUG: integer() has no maximum, so a head count beyond the PositiveIntegerField "
-    "range crashes on PostgreSQL (DataError) instead of being reported "
-    "(enterprises/imports.py, RegistryImport.columns)",
-    strict=True,
-)
+@pytest.mark.postgres  # SQLite keeps decimals as doubles: 16 significant digits do not round-trip
+def test_the_largest_capital_the_column_holds_is_imported():
+    RegistryImport().run(to_csv([registry_row(1, registered_capital="99999999999999.99")]))
+
+    assert Organisation.objects.get().registered_capital == Decimal("99999999999999.99")
+
+
 def test_a_head_count_too_large_for_the_column_is_reported_not_crashed_on():
-    data = to_csv([registry_row(1, social_insured_employees="99999999999")])
+    rows = [
+        registry_row(1, social_insured_employees="2147483647"),
+        registry_row(2, social_insured_employees="2147483648"),
+    ]
 
-    error = refused(RegistryImport(), data)
+    error = refused(RegistryImport(), to_csv(rows))
 
-    assert [(p.line, p.column) for p in error.details] == [(2, "social_insured_employees")]
+    assert error.details == [Problem("2147483648 is above 2147483647", line=3, column="social_insured_employees")]
+    assert_nothing_written()
 
 
 # --- registry: encodings ------------------------------------------------------------------
