@@ -18,6 +18,8 @@ from coupons.models import (
     LedgerEntry,
     LedgerTransaction,
     Program,
+    Redemption,
+    Statement,
     UsageRecord,
     normalize_model_name,
 )
@@ -63,6 +65,34 @@ def usage_for_user(user) -> QuerySet[UsageRecord]:
     queryset = UsageRecord.objects.select_related("provider__organisation", "enterprise", "accelerator")
     return _scope(
         queryset, user, view_perm="coupons.view_usagerecord", org_field="enterprise_id", provider_field="provider"
+    )
+
+
+def redemptions_for_user(user) -> QuerySet[Redemption]:
+    queryset = Redemption.objects.select_related(
+        "provider__organisation", "coupon__organisation", "coupon__program", "statement"
+    )
+    return _scope(
+        queryset,
+        user,
+        view_perm="coupons.view_redemption",
+        org_field="coupon__organisation_id",
+        provider_field="provider",
+    )
+
+
+def statements_for_user(user) -> QuerySet[Statement]:
+    """Statements are between the department and a provider: enterprises see none."""
+    queryset = Statement.objects.select_related("provider__organisation")
+    account = portal_account_for(user)
+    if account is not None and account.role != "provider":
+        return queryset.none()
+    return _scope(
+        queryset,
+        user,
+        view_perm="coupons.view_statement",
+        org_field="provider__organisation_id",
+        provider_field="provider",
     )
 
 

@@ -110,7 +110,7 @@ def coupon_unfreeze(*, coupon: Coupon, actor, reason: str) -> Coupon:
     return coupon
 
 
-def _return_balance(coupon: Coupon, *, kind: str, actor, reason: str, to_state: str) -> Coupon:
+def return_balance(coupon: Coupon, *, kind: str, actor, reason: str, to_state: str) -> Coupon:
     """Move what is left on the coupon back to the programme budget and end the coupon."""
     source = coupon.state
     balance = coupon.account.balance
@@ -147,7 +147,7 @@ def coupon_revoke(*, coupon: Coupon, actor, reason: str) -> Coupon:
         raise CouponStateError(
             _("A coupon that is %(state)s cannot be revoked.") % {"state": coupon.get_state_display()}
         )
-    return _return_balance(
+    return return_balance(
         coupon, kind=LedgerTransaction.Kind.REVOKE, actor=actor, reason=reason, to_state=Coupon.State.REVOKED
     )
 
@@ -160,7 +160,7 @@ def coupon_expire(*, coupon: Coupon, actor=None, now: dt.datetime | None = None)
     coupon = _locked(coupon)
     if coupon.state not in (Coupon.State.ACTIVE, Coupon.State.FROZEN) or coupon.valid_until > now:
         return False
-    _return_balance(
+    return_balance(
         coupon,
         kind=LedgerTransaction.Kind.EXPIRE,
         actor=actor,
@@ -168,3 +168,12 @@ def coupon_expire(*, coupon: Coupon, actor=None, now: dt.datetime | None = None)
         to_state=Coupon.State.EXPIRED,
     )
     return True
+
+
+def coupons_expire_due(*, now: dt.datetime | None = None) -> int:
+    """Expire every active or frozen coupon whose validity has ended; returns how many."""
+    now = now or timezone.now()
+    due = Coupon.objects.filter(state__in=[Coupon.State.ACTIVE, Coupon.State.FROZEN], valid_until__lte=now).values_list(
+        "pk", flat=True
+    )
+    return sum(1 for pk in list(due) if coupon_expire(coupon=Coupon(pk=pk), now=now))
