@@ -16,4 +16,7 @@ urlpatterns = [
     path("applications/<str:reference>/edit/", coupon_views.application_edit, name="application_edit"),
     path("applications/<str:reference>/<str:action>/", coupon_views.application_action, name="application_action"),
     path("coupons/", coupon_views.coupon_list, name="coupons"),
+    path("redemptions/", coupon_views.redemption_list, name="redemptions"),
+    path("statements/", coupon_views.statement_list, name="statements"),
+    path("statements/<int:pk>/csv/", coupon_views.statement_download, name="statement_csv"),
 ]

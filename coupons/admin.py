@@ -3,9 +3,12 @@ through the services; the admin only parses and renders."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import F
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -16,11 +19,25 @@ from core.audit import audit_trail_for
 from core.errors import ApplicationError
 from coupons.forms import CouponStateForm, DecisionForm
 from coupons.imports import ApplicationImport, ProgramImport
-from coupons.models import Accelerator, Account, Application, Coupon, LedgerEntry, LedgerTransaction, Program
+from coupons.models import (
+    Accelerator,
+    Account,
+    Application,
+    Coupon,
+    LedgerEntry,
+    LedgerTransaction,
+    Program,
+    Redemption,
+    ReferencePrice,
+    Statement,
+    UsageRecord,
+)
 from coupons.selectors import budget_panel
 from coupons.services.coupons import coupon_freeze, coupon_revoke, coupon_unfreeze
 from coupons.services.programs import PROGRAM_FIELDS, program_create, program_update
+from coupons.services.redemptions import redemption_approve_adjustment, redemption_reverse
 from coupons.services.review import grant_limit, needs_second_review, review_approve, review_reject, review_return
+from coupons.services.settlement import statement_approve, statement_csv, statement_pay, statement_totals
 
 
 @admin.register(Accelerator)
@@ -342,3 +359,148 @@ class CouponAdmin(admin.ModelAdmin):
         else:
             self.message_user(request, _("A reason is required."), messages.ERROR)
         return redirect(reverse("admin:coupons_coupon_change", args=[pk]))
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(ReadOnlyAdmin):
+    list_display = [
+        "record_id",
+        "provider",
+        "enterprise",
+        "accelerator",
+        "gpu_count",
+        "started_at",
+        "ended_at",
+        "card_hours",
+        "amount",
+        "price_per_card_hour",
+        "redemption",
+    ]
+    list_filter = ["provider", "accelerator"]
+    search_fields = ["record_id", "enterprise__uscc", "enterprise__name"]
+    list_select_related = ["provider__organisation", "enterprise", "accelerator"]
+    show_full_result_count = False
+    date_hierarchy = "started_at"
+
+
+@admin.register(ReferencePrice)
+class ReferencePriceAdmin(admin.ModelAdmin):
+    list_display = ["accelerator", "valid_from", "price_per_card_hour", "source"]
+    list_filter = ["accelerator"]
+    autocomplete_fields = ["accelerator"]
+
+
+@admin.register(Redemption)
+class RedemptionAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "provider",
+        "coupon",
+        "period_start",
+        "period_end",
+        "records",
+        "metered_amount",
+        "subsidy",
+        "state",
+        "statement",
+    ]
+    list_filter = ["state", "provider", "coupon__program"]
+    search_fields = ["coupon__code", "coupon__organisation__name", "idempotency_key"]
+    list_select_related = ["provider__organisation", "coupon", "statement__provider__organisation"]
+    change_form_template = "admin/coupons/redemption/change_form.html"
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in Redemption._meta.fields]
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/act/", self.admin_site.admin_view(self.act_view), name="coupons_redemption_act"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        redemption = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if redemption is not None:
+            context.update(
+                {
+                    "redemption": redemption,
+                    "audit_trail": audit_trail_for(redemption)[:100],
+                    "can_act": request.user.has_perm("coupons.change_redemption"),
+                }
+            )
+        return super().change_view(request, object_id, form_url, context)
+
+    def act_view(self, request, pk):
+        if request.method != "POST" or not request.user.has_perm("coupons.change_redemption"):
+            raise PermissionDenied
+        redemption = get_object_or_404(Redemption, pk=pk)
+        reason = request.POST.get("reason", "")
+        service = (
+            redemption_approve_adjustment if request.POST.get("action") == "approve_adjustment" else redemption_reverse
+        )
+        try:
+            redemption = service(redemption=redemption, actor=request.user, reason=reason)
+        except ApplicationError as error:
+            self.message_user(request, error.message, messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                _("Redemption %(pk)s is now %(state)s.")
+                % {"pk": redemption.pk, "state": redemption.get_state_display()},
+                messages.SUCCESS,
+            )
+        return redirect(reverse("admin:coupons_redemption_change", args=[pk]))
+
+
+@admin.register(Statement)
+class StatementAdmin(admin.ModelAdmin):
+    list_display = ["provider", "month", "state", "subsidy_total", "approved_at", "paid_at"]
+    list_filter = ["state", "month", "provider"]
+    list_select_related = ["provider__organisation"]
+    actions = ["approve", "mark_paid", "export_csv"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in Statement._meta.fields]
+
+    @admin.display(description=_("subsidy"))
+    def subsidy_total(self, obj):
+        return sum((entry["subsidy"] for entry in statement_totals(obj).values()), Decimal(0))
+
+    def _each(self, request, queryset, service, done):
+        for statement in queryset:
+            try:
+                service(statement=statement, actor=request.user)
+            except ApplicationError as error:
+                self.message_user(request, f"{statement}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{statement}: {done}", messages.SUCCESS)
+
+    @admin.action(description=_("Approve the selected statements"), permissions=["change"])
+    def approve(self, request, queryset):
+        self._each(request, queryset, statement_approve, _("approved"))
+
+    @admin.action(description=_("Mark the selected statements paid"), permissions=["change"])
+    def mark_paid(self, request, queryset):
+        self._each(request, queryset, statement_pay, _("paid"))
+
+    @admin.action(description=_("Export the selected statements as CSV"), permissions=["view"])
+    def export_csv(self, request, queryset):
+        parts = [statement_csv(statement) for statement in queryset.select_related("provider__organisation")]
+        response = HttpResponse("\ufeff" + "".join(parts), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="statements.csv"'
+        return response

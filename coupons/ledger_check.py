@@ -13,7 +13,17 @@ from django.db.models import Count, DecimalField, Exists, F, OuterRef, Q, Subque
 from django.db.models.functions import Cast, Coalesce
 
 from core.models import AuditEntry
-from coupons.models import Account, Application, Coupon, LedgerEntry, LedgerTransaction, Program
+from coupons.models import (
+    Account,
+    Application,
+    Coupon,
+    LedgerEntry,
+    LedgerTransaction,
+    Program,
+    Redemption,
+    RedemptionLine,
+    UsageRecord,
+)
 from coupons.selectors import cap_used_bulk
 
 ZERO = Value(Decimal("0"), output_field=DecimalField(max_digits=16, decimal_places=2))
@@ -148,6 +158,76 @@ def _audited() -> list[str]:
     return problems
 
 
+@check("usage backs at most one redemption")
+def _usage_backs_one() -> list[str]:
+    live = [Redemption.State.POSTED, Redemption.State.PENDING_ADJUSTMENT]
+    twice = (
+        RedemptionLine.objects.filter(redemption__state__in=live)
+        .values("usage_record_id")
+        .annotate(n=Count("redemption_id"))
+        .filter(n__gt=1)
+        .values_list("usage_record_id", "n")
+    )
+    problems = [f"usage record #{pk} backs {n} live redemptions" for pk, n in twice[:LIMIT]]
+    stray = (
+        UsageRecord.objects.filter(redemption__isnull=False)
+        .exclude(redemption__state__in=live)
+        .values_list("pk", flat=True)[:LIMIT]
+    )
+    problems += [f"usage record #{pk} points at a reversed or refused redemption" for pk in stray]
+    unlinked = (
+        RedemptionLine.objects.filter(redemption__state__in=live)
+        .exclude(usage_record__redemption_id=F("redemption_id"))
+        .values_list("redemption_id", "usage_record_id")[:LIMIT]
+    )
+    problems += [f"redemption #{r}: usage record #{u} is not linked to it" for r, u in unlinked]
+    return problems
+
+
+@check("redemptions within rate, balance and ledger")
+def _redemptions_bounded() -> list[str]:
+    problems = []
+    over = (
+        Redemption.objects.annotate(ceiling=Coalesce(Sum(F("lines__amount") * F("lines__rate")), ZERO))
+        .filter(subsidy__gt=F("ceiling"))
+        .values_list("pk", "subsidy", "ceiling")
+    )
+    problems += [
+        f"redemption #{pk}: subsidy {subsidy} above rate × metered {ceiling:.2f}"
+        for pk, subsidy, ceiling in over[:LIMIT]
+    ]
+    posted = Redemption.objects.filter(state__in=[Redemption.State.POSTED, Redemption.State.REVERSED])
+    problems += [
+        f"redemption #{pk}: posted without a ledger transaction"
+        for pk in posted.filter(transaction__isnull=True).values_list("pk", flat=True)[:LIMIT]
+    ]
+    problems += [
+        f"redemption #{pk}: reversed without a reversal"
+        for pk in Redemption.objects.filter(state=Redemption.State.REVERSED, reversal__isnull=True).values_list(
+            "pk", flat=True
+        )[:LIMIT]
+    ]
+    outside = (
+        Redemption.objects.filter(lines__usage_record__started_at__lt=F("coupon__valid_from"))
+        .values_list("pk", flat=True)
+        .distinct()[:LIMIT]
+    )
+    problems += [f"redemption #{pk}: usage before the coupon's validity" for pk in outside]
+    # Provider payable = posted subsidies − paid, per programme and provider.
+    for account in Account.objects.filter(kind=Account.Kind.PROVIDER_PAYABLE):
+        redeemed = Redemption.objects.filter(
+            provider_id=account.provider_id, coupon__program_id=account.program_id, state=Redemption.State.POSTED
+        ).aggregate(t=Coalesce(Sum("subsidy"), ZERO))["t"]
+        paid = Account.objects.filter(
+            kind=Account.Kind.PROVIDER_PAID, provider_id=account.provider_id, program_id=account.program_id
+        ).aggregate(t=Coalesce(Sum("balance"), ZERO))["t"]
+        if account.balance != redeemed - paid:
+            problems.append(
+                f"{account.name}: payable {account.balance} but posted redemptions {redeemed} less paid {paid}"
+            )
+    return problems[: LIMIT * 3]
+
+
 def check_ledger() -> LedgerReport:
     report = LedgerReport()
     for name, function in CHECKS:
@@ -159,6 +239,7 @@ def check_ledger() -> LedgerReport:
         "transactions": LedgerTransaction.objects.count(),
         "entries": LedgerEntry.objects.count(),
         "coupons": Coupon.objects.count(),
+        "redemptions": Redemption.objects.filter(state=Redemption.State.POSTED).count(),
         "issued": Coupon.objects.aggregate(total=Coalesce(Sum("face_value"), ZERO))["total"],
     }
     return report

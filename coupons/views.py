@@ -6,19 +6,21 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from core.errors import ApplicationError
 from coupons.forms import ApplicationForm
-from coupons.selectors import applications_for_user, coupons_for_user
+from coupons.selectors import applications_for_user, coupons_for_user, redemptions_for_user, statements_for_user
 from coupons.services.applications import (
     application_create,
     application_submit,
     application_update,
     application_withdraw,
 )
+from coupons.services.settlement import statement_csv, statement_totals
 from coupons.services.workflow import allowed_actions
 from enterprises.models import PortalAccount
 from enterprises.selectors import portal_account_for
@@ -122,3 +124,23 @@ def application_action(request, reference, action):
 def coupon_list(request):
     coupons = coupons_for_user(request.user).order_by("-issued_at")
     return render(request, "portal/coupons.html", {"coupons": coupons})
+
+
+@login_required
+def redemption_list(request):
+    redemptions = redemptions_for_user(request.user).order_by("-created_at")[:500]
+    return render(request, "portal/redemptions.html", {"redemptions": redemptions})
+
+
+@login_required
+def statement_list(request):
+    statements = statements_for_user(request.user).order_by("-month")
+    return render(request, "portal/statements.html", {"statements": [(s, statement_totals(s)) for s in statements]})
+
+
+@login_required
+def statement_download(request, pk):
+    statement = get_object_or_404(statements_for_user(request.user), pk=pk)
+    response = HttpResponse("\ufeff" + statement_csv(statement), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="statement-{statement.month:%Y-%m}.csv"'
+    return response

@@ -50,6 +50,8 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "coupons.view_application",
         "coupons.review_application",
         "coupons.view_coupon",
+        "coupons.view_usagerecord",
+        "coupons.view_redemption",
         "core.view_auditentry",
     ],
     AUDITORS: [

@@ -35,7 +35,11 @@ class Command(BaseCommand):
         parser.add_argument("--scale", type=int, default=200, help="applications across the programmes (default 200)")
         parser.add_argument("--seed", type=int, default=42)
         parser.add_argument("--usage-per-application", type=int, default=100)
-        parser.add_argument("--truth", default=str(Path(settings.BASE_DIR) / "var" / "demo" / "truth.csv"), help="where the ground truth is written")
+        parser.add_argument(
+            "--truth",
+            default=str(Path(settings.BASE_DIR) / "var" / "demo" / "truth.csv"),
+            help="where the ground truth is written",
+        )
         parser.add_argument("--no-users", action="store_true", help="load data only")
 
     def handle(self, *args, scale, seed, usage_per_application, truth, no_users, **options):
@@ -53,7 +57,9 @@ class Command(BaseCommand):
             raise CommandError("Above 20,000 applications use PostgreSQL (set DATABASE_URL).")
         started = time.monotonic()
         data = generate(DemoConfig(applications=scale, seed=seed, usage_per_application=usage_per_application))
-        self.stderr.write(f"generated {len(data.registry)} organisations, {len(data.applications)} applications in {time.monotonic() - started:.1f}s")
+        self.stderr.write(
+            f"generated {len(data.registry)} organisations, {len(data.applications)} applications in {time.monotonic() - started:.1f}s"
+        )
 
         def as_csv(columns, rows) -> bytes:
             buffer = io.StringIO()
@@ -87,7 +93,7 @@ class Command(BaseCommand):
         self.stdout.write(f"seed_demo done in {time.monotonic() - started:.1f}s")
 
     def create_logins(self, data) -> None:
-        User = get_user_model()  # noqa: N806
+        User = get_user_model()
 
         def user(username: str, *, staff: bool, group: str | None = None, superuser: bool = False):
             account, _created = User.objects.get_or_create(username=username)
@@ -101,13 +107,21 @@ class Command(BaseCommand):
         clean = {row["uscc"] for row in data.truth if row["pattern"] == "clean" and not row["lookalike"]}
         provider_usccs = {row["uscc"] for row in data.providers}
         enterprise = Organisation.objects.filter(uscc__in=clean - provider_usccs).order_by("uscc").first()
-        provider = Provider.objects.filter(whitelisted=True).select_related("organisation").order_by("organisation__uscc").first()
+        provider = (
+            Provider.objects.filter(whitelisted=True)
+            .select_related("organisation")
+            .order_by("organisation__uscc")
+            .first()
+        )
         user("officer", staff=True, group=roles.PROGRAMME_OFFICERS)
         user("reviewer1", staff=True, group=roles.REVIEWERS)
         user("reviewer2", staff=True, group=roles.REVIEWERS)
         user("auditor", staff=True, group=roles.AUDITORS)
         user("admin", staff=True, superuser=True)
-        for username, organisation, role in (("enterprise", enterprise, PortalAccount.Role.ENTERPRISE), ("provider", provider.organisation, PortalAccount.Role.PROVIDER)):
+        for username, organisation, role in (
+            ("enterprise", enterprise, PortalAccount.Role.ENTERPRISE),
+            ("provider", provider.organisation, PortalAccount.Role.PROVIDER),
+        ):
             account = user(username, staff=False)
             PortalAccount.objects.update_or_create(user=account, defaults={"organisation": organisation, "role": role})
 
@@ -120,6 +134,6 @@ class Command(BaseCommand):
             (f"provider user ({provider.organisation.name})", "provider", "/portal/"),
             ("superuser", "admin", "/admin/"),
         ]
-        self.stdout.write("\nDemo logins (password for all: %s), on http://127.0.0.1:8000" % DEMO_PASSWORD)
+        self.stdout.write(f"\nDemo logins (password for all: {DEMO_PASSWORD}), on http://127.0.0.1:8000")
         for who, username, where in lines:
             self.stdout.write(f"  {who:<48} {username:<10} {where}")
