@@ -75,6 +75,7 @@ def text(max_length: int | None = None, *, pattern: str | None = None, message: 
 def decimal(places: int, *, minimum: Decimal | None = Decimal(0), max_digits: int = 14) -> Callable:
     """A plain decimal with at most ``places`` decimals and ``max_digits`` digits in all (the
     column's size: 14 digits are up to ¥999,999,999,999.99)."""
+
     def parse(value: str) -> Decimal:
         cleaned = value.replace(",", "").replace("¥", "").strip()
         try:
