@@ -137,6 +137,12 @@ class ApplicationImport(c.CsvImport):
         }
         programs = {p.code: p for p in Program.objects.filter(code__in={r.values["program_code"] for r in rows})}
         accelerators = accelerator_index()
+        # Rows already imported are compared in write(); their grants are already counted.
+        already = set(
+            Application.objects.filter(
+                reference__in=[r.values["reference"] for r in rows if r.values["reference"]]
+            ).values_list("reference", flat=True)
+        )
 
         today = timezone.localdate()
         granted_by_org_program: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
@@ -207,12 +213,13 @@ class ApplicationImport(c.CsvImport):
                 if v["granted_amount"] <= 0:
                     problems.add("must be positive", line=line, column="granted_amount")
                     continue
-                key = (organisation_id, program.pk)
-                granted_by_org_program[key] += v["granted_amount"]
-                last_line[key] = line
                 values["historical"] = program.closes < today
-                if not values["historical"]:
-                    live_by_program[program.pk] += v["granted_amount"]
+                if v["reference"] not in already:
+                    key = (organisation_id, program.pk)
+                    granted_by_org_program[key] += v["granted_amount"]
+                    last_line[key] = line
+                    if not values["historical"]:
+                        live_by_program[program.pk] += v["granted_amount"]
             cleaned.append((line, {**values, "_outcome": v["audit_outcome"]}))
         used = cap_used_bulk(
             organisation_ids={org for org, _program in granted_by_org_program},
@@ -276,7 +283,13 @@ class ApplicationImport(c.CsvImport):
         ):
             application.program = programs[application.program_id]
             if application.status == Application.Status.APPROVED and not application.historical:
-                coupon_issue(application=application, amount=application.granted_amount, actor=self.actor, now=now)
+                coupon_issue(
+                    application=application,
+                    amount=application.granted_amount,
+                    actor=self.actor,
+                    # Valid from the recorded decision, so that usage metered since counts.
+                    now=application.decided_at or now,
+                )
             if values["_outcome"]:
                 outcomes.append(
                     Outcome(application=application, verdict=values["_outcome"], source=Outcome.Source.IMPORT)

@@ -82,6 +82,7 @@ class Command(BaseCommand):
                 except ApplicationError as error:
                     report_failure(self, error)
                 self.stdout.write(f"{importer.label}: {summary}")
+            self.load_usage(data)
 
         truth_path = Path(truth)
         truth_path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +92,35 @@ class Command(BaseCommand):
         if not no_users:
             self.create_logins(data)
         self.stdout.write(f"seed_demo done in {time.monotonic() - started:.1f}s")
+
+    def load_usage(self, data) -> None:
+        """Metered usage, provider by provider, through the ingestion path the API uses."""
+        import itertools
+
+        import orjson
+
+        from coupons.services.usage import usage_ingest
+
+        providers = {p.organisation.uscc: p for p in Provider.objects.select_related("organisation")}
+        created = duplicates = replayed = 0
+        for uscc, rows in itertools.groupby(data.iter_usage(), key=lambda item: item[0]):
+            records = [row for _uscc, row in rows]
+            try:
+                result = usage_ingest(
+                    provider=providers[uscc],
+                    records=records,
+                    body=orjson.dumps(records),
+                    source="file",
+                    max_records=None,
+                )
+            except ApplicationError as error:
+                report_failure(self, error)
+            if result.replayed:
+                replayed += result.records
+            else:
+                created += result.created
+                duplicates += result.duplicates
+        self.stdout.write(f"usage: {created} records created, {duplicates} already stored, {replayed} in batches loaded before")
 
     def create_logins(self, data) -> None:
         User = get_user_model()
