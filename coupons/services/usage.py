@@ -54,7 +54,10 @@ CARD_HOURS_TOLERANCE_ABSOLUTE = Decimal("0.01")
 # ended_at may be this far ahead of the platform's clock (clock skew between systems).
 CLOCK_SKEW = dt.timedelta(minutes=5)
 MAX_GPU_COUNT = 100_000
-MAX_AMOUNT = Decimal("999999999999.99")
+MAX_AMOUNT = Decimal("999999999999.99")  # NUMERIC(14, 2)
+MAX_CARD_HOURS = Decimal("9999999999.9999")  # NUMERIC(14, 4)
+ASCII_DIGITS = re.compile(r"[0-9]{1,9}")
+MAX_PRICE = Decimal("99999999.9999")  # the price-per-card-hour column: NUMERIC(12, 4)
 RECORD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-/]{0,63}")
 FOUR_PLACES = Decimal("0.0001")
 SIX_PLACES = Decimal("0.000001")
@@ -182,7 +185,7 @@ def validate_records(
         raw_count = record["gpu_count"]
         if isinstance(raw_count, int) and not isinstance(raw_count, bool):
             gpu_count = raw_count
-        elif isinstance(raw_count, str) and raw_count.strip().isdigit():
+        elif isinstance(raw_count, str) and ASCII_DIGITS.fullmatch(raw_count.strip()):
             gpu_count = int(raw_count)
         else:
             gpu_count = None
@@ -210,6 +213,8 @@ def validate_records(
             card_hours = _decimal(record["card_hours"], 4)
             if card_hours <= 0:
                 problems.append(Problem("must be positive", line=index, column="card_hours"))
+            elif card_hours > MAX_CARD_HOURS:
+                problems.append(Problem("is too large", line=index, column="card_hours"))
         except (InvalidOperation, TypeError, ValueError):
             problems.append(Problem("is not a number with at most 4 decimals", line=index, column="card_hours"))
             card_hours = None
@@ -233,6 +238,8 @@ def validate_records(
                         column="card_hours",
                     )
                 )
+        if card_hours is not None and card_hours > 0 and amount is not None and amount / card_hours > MAX_PRICE:
+            problems.append(Problem(f"gives a price above {MAX_PRICE} yuan per card-hour", line=index, column="amount"))
         if len(problems) == bad:
             rows.append((index, record_id, uscc, accelerator, gpu_count, started, ended, card_hours, amount))
     return rows, problems
