@@ -1,0 +1,643 @@
+"""Features of applications, computed in bulk with pandas for all applications of a programme
+at once (never a query per application). Each feature is a number; ``FEATURES`` documents them
+and ``describe()`` turns a value into words for reviewers.
+
+Sources: the registry (all organisations, for shared identities and relationships), the
+applications of the programme (and earlier ones, for history), metered usage in the
+programme's period (aggregated in SQL per enterprise, provider and card), reference prices.
+
+How to add a signal: compute a column in ``build_features`` (vectorised), add it to
+``FEATURES`` with its sentence, and, if it is a red flag by itself, a rule in ``rules.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import Case, Count, DecimalField, F, Q, Sum, Value, When
+from django.db.models.functions import ExtractHour, ExtractIsoWeekDay, Mod, TruncMonth
+from django.utils import timezone
+
+FLAT_HOURS = 24
+DEADLINE_DAYS = 21
+SHARE_CAP = 50  # an attribute value shared by more organisations than this is generic (a park)
+SUBSIDY_TERMS = r"补贴|补助|算力券|申报|政策|扶持|奖励|资金支持|兑付|额度|免费|薅"
+WORK_TERMS = r"模型|训练|推理|数据集|算法|参数|准确率|样本|标注|微调|部署|客户|产品|检测|识别|预测|实验|精度|吞吐"
+
+# Cities of a province by the first two digits of the region code (GB/T 2260), to tell whether
+# the core team sits in the province the company is registered in.
+PROVINCE_CITIES = {
+    "34": {
+        "合肥",
+        "芜湖",
+        "蚌埠",
+        "淮南",
+        "马鞍山",
+        "淮北",
+        "铜陵",
+        "安庆",
+        "黄山",
+        "滁州",
+        "阜阳",
+        "宿州",
+        "六安",
+        "亳州",
+        "池州",
+        "宣城",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    en: str  # "{value}" is replaced by the formatted value
+    zh: str
+    fmt: str = "{:.0f}"
+
+
+FEATURES: list[Feature] = [
+    Feature("registration_age_days", "registered {value} days before applying", "申请前 {value} 天注册"),
+    Feature("registered_after_opening", "registered after the programme opened", "在项目开放申报后注册", "{:.0f}"),
+    Feature("paid_in_capital_log", "paid-in capital of about 10^{value} yuan", "实缴资本约 10^{value} 元", "{:.1f}"),
+    Feature("paid_in_zero", "no paid-in capital", "实缴资本为零"),
+    Feature("insured_employees", "{value} social-insured employees", "社保缴纳人数 {value} 人"),
+    Feature("rd_staff", "{value} R&D staff", "研发人员 {value} 人"),
+    Feature("rd_share", "R&D staff are {value} of the insured employees", "研发人员占参保人数 {value}", "{:.0%}"),
+    Feature("team_elsewhere", "the core team works outside the province", "核心团队不在本省"),
+    Feature(
+        "shared_address",
+        "{value} other organisations share its registered address",
+        "另有 {value} 家单位使用相同注册地址",
+    ),
+    Feature("shared_phone", "{value} other organisations share its phone", "另有 {value} 家单位使用相同电话"),
+    Feature("shared_email", "{value} other organisations share its e-mail", "另有 {value} 家单位使用相同邮箱"),
+    Feature("shared_bank", "{value} other organisations share its bank account", "另有 {value} 家单位使用相同银行账户"),
+    Feature(
+        "shared_legal_rep",
+        "{value} other organisations share its legal representative",
+        "另有 {value} 家单位使用相同法定代表人",
+    ),
+    Feature(
+        "outside_digital_core",
+        "its industry is outside the digital-economy core",
+        "所属行业不在数字经济核心产业范围内",
+        "{:.1f}",
+    ),
+    Feature(
+        "summary_similarity",
+        "its project summary is {value} similar to another applicant's",
+        "项目简介与其他申请人相似度 {value}",
+        "{:.0%}",
+    ),
+    Feature(
+        "subsidy_talk",
+        "its project summary talks about subsidies {value} times per 100 characters",
+        "项目简介每百字提及补贴 {value} 次",
+        "{:.1f}",
+    ),
+    Feature(
+        "work_talk",
+        "its project summary names the work {value} times per 100 characters",
+        "项目简介每百字提及具体工作 {value} 次",
+        "{:.1f}",
+    ),
+    Feature(
+        "claimed_price_ratio",
+        "it claims {value} times the reference price per card-hour",
+        "申报单价为参考价的 {value} 倍",
+        "{:.1f}",
+    ),
+    Feature(
+        "claim_per_employee_log",
+        "it claims about 10^{value} yuan per insured employee",
+        "人均申报金额约 10^{value} 元",
+        "{:.1f}",
+    ),
+    Feature("has_usage", "metered usage has been reported", "已有计量用量数据"),
+    Feature("elapsed_fraction", "{value} of its compute period has elapsed", "算力使用期已过 {value}", "{:.0%}"),
+    Feature(
+        "usage_ratio",
+        "metered card-hours are {value} of the claim pro-rated to date",
+        "计量卡时为按期折算申报量的 {value}",
+        "{:.0%}",
+    ),
+    Feature(
+        "flat_share", "{value} of its usage is flat 24-hour records", "{value} 的用量为整 24 小时的均匀记录", "{:.0%}"
+    ),
+    Feature(
+        "round_amount_share",
+        "{value} of its usage records bill round amounts",
+        "{value} 的用量记录金额为整百",
+        "{:.0%}",
+    ),
+    Feature(
+        "deadline_share",
+        "{value} of its usage falls in the last three weeks before the deadline",
+        "{value} 的用量集中在截止前三周",
+        "{:.0%}",
+    ),
+    Feature(
+        "night_share",
+        "{value} of its jobs start between midnight and 6 a.m.",
+        "{value} 的作业在零点至六点开始",
+        "{:.0%}",
+    ),
+    Feature("weekend_share", "{value} of its jobs start at weekends", "{value} 的作业在周末开始", "{:.0%}"),
+    Feature(
+        "billed_price_ratio",
+        "it was billed {value} times the reference price per card-hour",
+        "计费单价为参考价的 {value} 倍",
+        "{:.1f}",
+    ),
+    Feature(
+        "provider_usage_share",
+        "{value} of its metered usage is with this provider",
+        "{value} 的计量用量来自该服务商",
+        "{:.0%}",
+    ),
+    Feature(
+        "provider_district_share",
+        "its provider serves {value} of the claims of its district",
+        "该服务商承接本区县 {value} 的申报",
+        "{:.0%}",
+    ),
+    Feature(
+        "related_direct", "shares {value} identity attributes with its provider", "与其服务商共用 {value} 项身份信息"
+    ),
+    Feature("related_indirect", "is linked to its provider through other organisations", "通过其他单位与其服务商关联"),
+    Feature("earlier_applications", "{value} earlier applications", "此前申请 {value} 次"),
+    Feature("earlier_fraud", "{value} earlier applications confirmed as fraud", "此前 {value} 次申请被认定骗补"),
+    Feature(
+        "other_program_claim_match",
+        "claims nearly the same in another programme",
+        "在其他项目中申报了几乎相同的内容",
+        "{:.0f}",
+    ),
+]
+FEATURE_NAMES = [feature.name for feature in FEATURES]
+FEATURE_BY_NAME = {feature.name: feature for feature in FEATURES}
+
+
+def describe(name: str, value: float, language: str = "en") -> str:
+    feature = FEATURE_BY_NAME[name]
+    template = feature.zh if language.startswith("zh") else feature.en
+    try:
+        text = feature.fmt.format(value)
+    except (ValueError, TypeError):
+        text = str(value)
+    return template.replace("{value}", text)
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+
+def _frame(queryset, columns: list[str]):
+    import pandas as pd
+
+    return pd.DataFrame.from_records(list(queryset.values_list(*columns)), columns=columns)
+
+
+def _normalised(series):
+    return series.fillna("").astype(str).str.strip().str.lower().str.replace(r"\s+", "", regex=True)
+
+
+def _registry():
+    """All organisations with identity attributes, their industry flags, and the counts of
+    other organisations sharing each attribute."""
+    import numpy as np
+
+    from enterprises.models import Organisation
+
+    orgs = _frame(
+        Organisation.objects.all(),
+        [
+            "id",
+            "registration_date",
+            "paid_in_capital",
+            "registered_capital",
+            "social_insured_employees",
+            "rd_staff",
+            "core_team_city",
+            "region_code",
+            "registered_address",
+            "contact_phone",
+            "contact_email",
+            "bank_account",
+            "legal_representative",
+            "industry__digital_core",
+            "industry__digital_scope",
+            "industry_id",
+        ],
+    )
+    attributes = {
+        "shared_address": "registered_address",
+        "shared_phone": "contact_phone",
+        "shared_email": "contact_email",
+        "shared_bank": "bank_account",
+        "shared_legal_rep": "legal_representative",
+    }
+    for feature, column in attributes.items():
+        key = _normalised(orgs[column])
+        orgs[column] = key
+        counts = key.map(key.value_counts())
+        orgs[feature] = np.where(key == "", 0, counts - 1)
+    return orgs, list(attributes.values())
+
+
+def _components(orgs, columns: list[str]):
+    """Connected components of organisations linked by a shared identity attribute (ignoring
+    values shared by more than SHARE_CAP organisations)."""
+    import numpy as np
+    import pandas as pd
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(orgs)
+    rows, cols, offset = [], [], n
+    position = pd.Series(np.arange(n), index=orgs["id"])
+    for column in columns:
+        values = orgs[column]
+        counts = values.map(values.value_counts())
+        keep = (values != "") & (counts > 1) & (counts <= SHARE_CAP)
+        codes, _uniques = pd.factorize(values[keep])
+        rows.append(position[orgs.loc[keep, "id"]].to_numpy())
+        cols.append(codes + offset)
+        offset += len(_uniques)
+    if offset == n:
+        return pd.Series(np.arange(n), index=orgs["id"])
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(offset, offset))
+    _count, labels = connected_components(graph, directed=False)
+    return pd.Series(labels[:n], index=orgs["id"])
+
+
+def _summary_similarity(texts, owners):
+    """For each text, the highest estimated Jaccard similarity (character 3-gram MinHash with
+    LSH) to a text of another organisation."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    n = len(texts)
+    best = np.zeros(n)
+    if n < 2:
+        return best
+    cleaned = [" ".join(str(t).split()) for t in texts]
+    matrix = (
+        HashingVectorizer(
+            analyzer="char",
+            ngram_range=(3, 3),
+            n_features=2**22,
+            binary=True,
+            norm=None,
+            alternate_sign=False,
+            lowercase=False,
+        )
+        .transform(cleaned)
+        .tocsr()
+    )
+    rng = np.random.default_rng(20261128)
+    permutations, band_rows = 32, 4
+    a = rng.integers(1, 2**61, size=permutations, dtype=np.uint64) | np.uint64(1)
+    b = rng.integers(0, 2**61, size=permutations, dtype=np.uint64)
+    nonempty = np.diff(matrix.indptr) > 0
+    starts = matrix.indptr[:-1][nonempty]
+    indices = matrix.indices.astype(np.uint64)
+    signatures = np.full((n, permutations), np.iinfo(np.uint64).max, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(permutations):
+            hashed = (indices * a[j] + b[j]) >> np.uint64(20)
+            signatures[nonempty, j] = np.minimum.reduceat(hashed, starts)
+    owners = np.asarray(owners)
+    pairs = []
+    for band in range(permutations // band_rows):
+        block = signatures[:, band * band_rows : (band + 1) * band_rows]
+        keys = pd.util.hash_array(block[:, 0]) ^ (pd.util.hash_array(block[:, 1]) * np.uint64(3))
+        for k in range(2, band_rows):
+            keys ^= pd.util.hash_array(block[:, k]) * np.uint64(2 * k + 1)
+        frame = pd.DataFrame({"key": keys, "row": np.arange(n)})[nonempty]
+        sizes = frame.groupby("key")["row"].transform("size")
+        frame = frame[sizes > 1]
+        for _key, members in frame.groupby("key")["row"]:
+            members = members.to_numpy()[:2000]
+            left, right = np.triu_indices(len(members), k=1)
+            pairs.append(np.stack([members[left], members[right]], axis=1))
+    if not pairs:
+        return best
+    pairs = np.unique(np.concatenate(pairs), axis=0)
+    pairs = pairs[owners[pairs[:, 0]] != owners[pairs[:, 1]]]
+    if len(pairs) == 0:
+        return best
+    similarity = (signatures[pairs[:, 0]] == signatures[pairs[:, 1]]).mean(axis=1)
+    np.maximum.at(best, pairs[:, 0], similarity)
+    np.maximum.at(best, pairs[:, 1], similarity)
+    return best
+
+
+def _reference_prices(program, usage):
+    """Price per card-hour per card: the staff's dated reference price in force at the
+    programme's opening, else the median of providers' average billed prices in the period."""
+    import pandas as pd
+
+    from coupons.models import ReferencePrice
+
+    prices = {}
+    for accelerator_id, price in (
+        ReferencePrice.objects.filter(valid_from__lte=program.closes)
+        .order_by("accelerator_id", "-valid_from")
+        .values_list("accelerator_id", "price_per_card_hour")
+    ):
+        prices.setdefault(accelerator_id, float(price))
+    if len(usage):
+        by_provider = usage.groupby(["accelerator_id", "provider_id"])[["amount", "card_hours"]].sum()
+        average = (by_provider["amount"] / by_provider["card_hours"]).groupby(level=0).median()
+        for accelerator_id, price in average.items():
+            prices.setdefault(accelerator_id, float(price))
+    return pd.Series(prices, dtype=float)
+
+
+def usage_window(program, today: dt.date) -> tuple[dt.date, dt.date]:
+    """Usage that can back a programme's claims: from its opening until its coupons' validity
+    ends (or today)."""
+    return program.opens, min(today, program.closes + dt.timedelta(days=program.validity_days))
+
+
+def _usage(program, today: dt.date):
+    """Usage in the programme's window, aggregated in one SQL query per (enterprise, provider,
+    card, month): sums and the counts the shape features need."""
+    from coupons.models import UsageRecord
+
+    zone = timezone.get_current_timezone()
+    first, last = usage_window(program, today)
+    start = dt.datetime.combine(first, dt.time.min, tzinfo=zone)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
+    # The last three weeks before the deadline (or before today, while the programme is open).
+    deadline_day = min(program.closes, today) - dt.timedelta(days=DEADLINE_DAYS - 1)
+    deadline = dt.datetime.combine(deadline_day, dt.time.min, tzinfo=zone)
+    deadline_end = dt.datetime.combine(min(program.closes, today) + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
+    decimal = DecimalField(max_digits=20, decimal_places=4)
+    zero = Value(0, output_field=decimal)
+    rows = (
+        UsageRecord.objects.filter(started_at__gte=start, started_at__lt=end)
+        .alias(hour=ExtractHour("started_at"), weekday=ExtractIsoWeekDay("started_at"), hundreds=Mod("amount", 100))
+        .values("enterprise_id", "provider_id", "accelerator_id", month=TruncMonth("started_at"))
+        .annotate(
+            records=Count("id"),
+            hours_total=Sum("card_hours"),
+            amount_total=Sum("amount"),
+            flat_hours=Sum(
+                Case(
+                    When(ended_at=F("started_at") + dt.timedelta(hours=FLAT_HOURS), then=F("card_hours")),
+                    default=zero,
+                    output_field=decimal,
+                )
+            ),
+            round_records=Count("id", filter=Q(hundreds=0)),
+            deadline_hours=Sum(
+                Case(
+                    When(started_at__gte=deadline, started_at__lt=deadline_end, then=F("card_hours")),
+                    default=zero,
+                    output_field=decimal,
+                )
+            ),
+            night_records=Count("id", filter=Q(hour__lt=6)),
+            weekend_records=Count("id", filter=Q(weekday__gte=6)),
+        )
+    )
+    import pandas as pd
+
+    columns = [
+        "enterprise_id",
+        "provider_id",
+        "accelerator_id",
+        "month",
+        "records",
+        "hours_total",
+        "amount_total",
+        "flat_hours",
+        "round_records",
+        "deadline_hours",
+        "night_records",
+        "weekend_records",
+    ]
+    frame = pd.DataFrame.from_records(list(rows.values_list(*columns)), columns=columns)
+    frame = frame.rename(columns={"hours_total": "card_hours", "amount_total": "amount"})
+    for column in ("card_hours", "amount", "flat_hours", "deadline_hours"):
+        frame[column] = frame[column].astype(float)
+    frame["month"] = pd.to_datetime(frame["month"], utc=True).dt.tz_convert(zone).dt.tz_localize(None)
+    return frame
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
+def build_features(program, *, today: dt.date | None = None, application_ids=None):
+    """One row per application of ``program`` (index: application id) with every feature of
+    ``FEATURES``, plus ``reference`` and ``organisation_id`` for reporting."""
+    import numpy as np
+    import pandas as pd
+
+    from coupons.models import Application
+    from fraud.models import Outcome
+
+    today = today or timezone.localdate()
+    apps_qs = Application.objects.filter(program=program)
+    if application_ids is not None:
+        apps_qs = apps_qs.filter(pk__in=list(application_ids))
+    apps = _frame(
+        apps_qs,
+        [
+            "id",
+            "reference",
+            "organisation_id",
+            "provider_id",
+            "provider__organisation_id",
+            "accelerator_id",
+            "claimed_card_hours",
+            "claimed_amount",
+            "submitted_at",
+            "decided_at",
+            "created_at",
+            "status",
+            "project_summary",
+        ],
+    ).rename(columns={"provider__organisation_id": "provider_org_id"})
+    if apps.empty:
+        return pd.DataFrame(columns=["reference", "organisation_id", *FEATURE_NAMES])
+    apps["claimed_card_hours"] = apps["claimed_card_hours"].astype(float)
+    apps["claimed_amount"] = apps["claimed_amount"].astype(float)
+    applied = pd.to_datetime(apps["submitted_at"].fillna(apps["created_at"]), utc=True).dt.tz_convert(
+        timezone.get_current_timezone()
+    )
+    applied_day = applied.dt.tz_localize(None).dt.normalize()
+
+    orgs, identity_columns = _registry()
+    org = orgs.set_index("id")
+    applicant = org.loc[apps["organisation_id"]].reset_index(drop=True)
+    provider_org = org.loc[apps["provider_org_id"]].reset_index(drop=True)
+
+    features = pd.DataFrame(index=apps.index)
+    registered = pd.to_datetime(applicant["registration_date"])
+    features["registration_age_days"] = (applied_day - registered).dt.days.clip(lower=0)
+    features["registered_after_opening"] = (registered >= pd.Timestamp(program.opens)).astype(float)
+    paid = applicant["paid_in_capital"].astype(float)
+    features["paid_in_capital_log"] = np.log10(paid + 1)
+    features["paid_in_zero"] = (paid <= 0).astype(float)
+    insured = applicant["social_insured_employees"].astype(float)
+    rd = applicant["rd_staff"].astype(float)
+    features["insured_employees"] = insured
+    features["rd_staff"] = rd
+    features["rd_share"] = (rd / insured.clip(lower=1)).clip(upper=1)
+    province = applicant["region_code"].str[:2]
+    city = applicant["core_team_city"].fillna("").str.replace("市", "", regex=False)
+    known = province.map(lambda code: code in PROVINCE_CITIES)
+    inside = [c in PROVINCE_CITIES.get(p, set()) for p, c in zip(province, city, strict=True)]
+    features["team_elsewhere"] = np.where(known & (city != ""), ~np.array(inside), False).astype(float)
+    for column in ("shared_address", "shared_phone", "shared_email", "shared_bank", "shared_legal_rep"):
+        features[column] = applicant[column].astype(float)
+    core = applicant["industry__digital_core"].astype(bool)
+    partly = applicant["industry__digital_scope"] == "part"
+    features["outside_digital_core"] = np.where(core, np.where(partly, 0.5, 0.0), 1.0)
+
+    texts = apps["project_summary"].fillna("")
+    length = texts.str.len().clip(lower=1)
+    features["summary_similarity"] = _summary_similarity(texts.tolist(), apps["organisation_id"].to_numpy())
+    features["subsidy_talk"] = texts.str.count(SUBSIDY_TERMS) * 100 / length
+    features["work_talk"] = texts.str.count(WORK_TERMS) * 100 / length
+
+    usage = _usage(program, today)
+    reference = _reference_prices(program, usage)
+    card_reference = apps["accelerator_id"].map(reference)
+    claimed_price = apps["claimed_amount"] / apps["claimed_card_hours"].clip(lower=1e-9)
+    features["claimed_price_ratio"] = (claimed_price / card_reference).fillna(1.0)
+    features["claim_per_employee_log"] = np.log10(apps["claimed_amount"] / insured.clip(lower=1) + 1)
+
+    pair = ["organisation_id", "provider_id"]
+    sums = [
+        "records",
+        "card_hours",
+        "amount",
+        "flat_hours",
+        "round_records",
+        "deadline_hours",
+        "night_records",
+        "weekend_records",
+        "reference_cost",
+    ]
+    app_start_month = applied_day.dt.to_period("M").dt.to_timestamp()
+    if len(usage):
+        usage = usage.assign(reference_cost=usage["card_hours"] * usage["accelerator_id"].map(reference).fillna(0))
+        usage = usage.rename(columns={"enterprise_id": "organisation_id"})
+        # Usage of the applicant at its provider from the month it applied on.
+        keyed = apps[pair].assign(app_id=apps.index, since=app_start_month).merge(usage, on=pair)
+        keyed = keyed[keyed["month"] >= keyed["since"]]
+        per_pair = keyed.groupby("app_id")[sums].sum()
+        by_enterprise = usage.groupby(["organisation_id", "month"])["card_hours"].sum().reset_index()
+        everything = (
+            apps[["organisation_id"]]
+            .assign(app_id=apps.index, since=app_start_month)
+            .merge(by_enterprise, on="organisation_id")
+        )
+        per_enterprise = everything[everything["month"] >= everything["since"]].groupby("app_id")["card_hours"].sum()
+    else:
+        per_pair = pd.DataFrame(columns=sums, dtype=float)
+        per_enterprise = pd.Series(dtype=float)
+    joined = per_pair.reindex(apps.index)
+    records = joined["records"].fillna(0).astype(float)
+    hours = joined["card_hours"].fillna(0).astype(float)
+    features["has_usage"] = (records > 0).astype(float)
+    # The claim covers the project from approval (or, before approval, from submission) to the
+    # programme's close; usage is compared with the part of that period that has elapsed.
+    decided = (
+        pd.to_datetime(apps["decided_at"], utc=True)
+        .dt.tz_convert(timezone.get_current_timezone())
+        .dt.tz_localize(None)
+        .dt.normalize()
+    )
+    period_start = decided.where(apps["status"] == "approved", applied_day).fillna(applied_day)
+    period_end = pd.Timestamp(program.closes)
+    elapsed = (
+        (pd.Timestamp(min(today, program.closes)) - period_start).dt.days
+        / (period_end - period_start).dt.days.clip(lower=1)
+    ).clip(0, 1)
+    features["elapsed_fraction"] = elapsed.fillna(0)
+    expected = apps["claimed_card_hours"] * features["elapsed_fraction"]
+    ratio = hours / expected.clip(lower=1e-9)
+    features["usage_ratio"] = np.where(features["has_usage"] > 0, ratio.clip(upper=5), np.nan)
+    safe_hours = hours.where(hours > 0)
+    features["flat_share"] = (joined["flat_hours"].astype(float) / safe_hours).fillna(0)
+    features["round_amount_share"] = (joined["round_records"].astype(float) / records.where(records > 0)).fillna(0)
+    features["deadline_share"] = (joined["deadline_hours"].astype(float) / safe_hours).fillna(0)
+    features["night_share"] = (joined["night_records"].astype(float) / records.where(records > 0)).fillna(0)
+    features["weekend_share"] = (joined["weekend_records"].astype(float) / records.where(records > 0)).fillna(0)
+    billed = joined["amount"].astype(float) / joined["reference_cost"].astype(float).where(lambda s: s > 0)
+    features["billed_price_ratio"] = billed.fillna(features["claimed_price_ratio"])
+    enterprise_hours = per_enterprise.reindex(apps.index).astype(float)
+    features["provider_usage_share"] = (hours / enterprise_hours.where(enterprise_hours > 0)).fillna(1.0)
+
+    region = applicant["region_code"]
+    claims = pd.DataFrame({"region": region, "provider": apps["provider_id"], "amount": apps["claimed_amount"]})
+    district_total = claims.groupby("region")["amount"].transform("sum")
+    district_provider = claims.groupby(["region", "provider"])["amount"].transform("sum")
+    district_count = claims.groupby("region")["amount"].transform("size")
+    features["provider_district_share"] = np.where(district_count >= 5, district_provider / district_total, 0.0)
+
+    direct = np.zeros(len(apps))
+    for column in identity_columns:
+        mine, theirs = applicant[column].to_numpy(), provider_org[column].to_numpy()
+        direct += (mine != "") & (mine == theirs)
+    features["related_direct"] = direct
+    components = _components(orgs, identity_columns)
+    same = components.loc[apps["organisation_id"]].to_numpy() == components.loc[apps["provider_org_id"]].to_numpy()
+    features["related_indirect"] = (same & (direct == 0)).astype(float)
+
+    earlier = _frame(
+        Application.objects.filter(
+            organisation_id__in=apps["organisation_id"].unique().tolist(), program__opens__lt=program.opens
+        )
+        if len(apps) < 20000
+        else Application.objects.filter(program__opens__lt=program.opens),
+        ["id", "organisation_id", "claimed_card_hours", "claimed_amount"],
+    )
+    frauds = set(
+        Outcome.objects.filter(
+            verdict=Outcome.Verdict.FRAUD, application__program__opens__lt=program.opens
+        ).values_list("application_id", flat=True)
+    )
+    features["earlier_applications"] = (
+        apps["organisation_id"].map(earlier.groupby("organisation_id").size()).fillna(0).astype(float)
+    )
+    earlier["fraud"] = earlier["id"].isin(frauds)
+    features["earlier_fraud"] = (
+        apps["organisation_id"].map(earlier.groupby("organisation_id")["fraud"].sum()).fillna(0).astype(float)
+    )
+    other = _frame(
+        Application.objects.exclude(program=program).filter(
+            organisation_id__in=apps["organisation_id"].unique().tolist()
+        )
+        if len(apps) < 20000
+        else Application.objects.exclude(program=program),
+        ["organisation_id", "claimed_amount"],
+    )
+    if len(other):
+        other["claimed_amount"] = other["claimed_amount"].astype(float)
+        merged = (
+            apps[["organisation_id", "claimed_amount"]]
+            .reset_index()
+            .merge(other, on="organisation_id", suffixes=("", "_other"))
+        )
+        close = (merged["claimed_amount"] - merged["claimed_amount_other"]).abs() <= 0.03 * merged["claimed_amount"]
+        match = merged[close].groupby("index").size()
+        features["other_program_claim_match"] = (
+            pd.Series(features.index.map(match), index=features.index).fillna(0).clip(upper=1).astype(float)
+        )
+    else:
+        features["other_program_claim_match"] = 0.0
+
+    features = features[FEATURE_NAMES].astype(float)
+    features.insert(0, "organisation_id", apps["organisation_id"].to_numpy())
+    features.insert(0, "reference", apps["reference"].to_numpy())
+    features.index = pd.Index(apps["id"].to_numpy(), name="application_id")
+    return features
