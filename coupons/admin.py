@@ -38,6 +38,7 @@ from coupons.services.programs import PROGRAM_FIELDS, program_create, program_up
 from coupons.services.redemptions import redemption_approve_adjustment, redemption_reverse
 from coupons.services.review import grant_limit, needs_second_review, review_approve, review_reject, review_return
 from coupons.services.settlement import statement_approve, statement_csv, statement_pay, statement_totals
+from enterprises.models import Provider
 
 
 @admin.register(Accelerator)
@@ -89,6 +90,14 @@ class ProgramAdmin(CsvImportAdminMixin, admin.ModelAdmin):
         program = self.get_object(request, object_id)
         extra_context = {**(extra_context or {}), "panel": budget_panel(program) if program else None}
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+class ProviderListFilter(admin.RelatedFieldListFilter):
+    """Providers by name in one query (the default filter loads each provider's organisation)."""
+
+    def field_choices(self, field, request, model_admin):
+        providers = Provider.objects.select_related("organisation").order_by("organisation__name")
+        return [(provider.pk, provider.organisation.name) for provider in providers]
 
 
 class RiskBandFilter(admin.SimpleListFilter):
@@ -155,7 +164,7 @@ class ApplicationAdmin(CsvImportAdminMixin, admin.ModelAdmin):
         "organisation__region_code",
         "organisation__industry__digital_core",
         "organisation__industry__section",
-        "provider",
+        ("provider", ProviderListFilter),
     ]
     search_fields = ["reference", "organisation__name", "organisation__uscc"]
     list_select_related = ["organisation", "program", "provider__organisation"]
@@ -298,7 +307,7 @@ class AccountAdmin(ReadOnlyAdmin):
 @admin.register(Coupon)
 class CouponAdmin(admin.ModelAdmin):
     list_display = ["code", "organisation", "program", "provider", "face_value", "balance", "state", "valid_until"]
-    list_filter = ["state", "program", "provider"]
+    list_filter = ["state", "program", ("provider", ProviderListFilter)]
     search_fields = ["code", "organisation__name", "organisation__uscc", "application__reference"]
     list_select_related = ["organisation", "program", "provider__organisation", "account"]
     change_form_template = "admin/coupons/coupon/change_form.html"
@@ -376,7 +385,7 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         "price_per_card_hour",
         "redemption",
     ]
-    list_filter = ["provider", "accelerator"]
+    list_filter = [("provider", ProviderListFilter), "accelerator"]
     search_fields = ["record_id", "enterprise__uscc", "enterprise__name"]
     list_select_related = ["provider__organisation", "enterprise", "accelerator"]
     show_full_result_count = False
@@ -405,7 +414,7 @@ class RedemptionAdmin(admin.ModelAdmin):
         "state",
         "statement",
     ]
-    list_filter = ["state", "provider", "coupon__program"]
+    list_filter = ["state", ("provider", ProviderListFilter), "coupon__program"]
     search_fields = ["coupon__code", "coupon__organisation__name", "idempotency_key"]
     list_select_related = ["provider__organisation", "coupon", "statement__provider__organisation"]
     change_form_template = "admin/coupons/redemption/change_form.html"
@@ -464,7 +473,7 @@ class RedemptionAdmin(admin.ModelAdmin):
 @admin.register(Statement)
 class StatementAdmin(admin.ModelAdmin):
     list_display = ["provider", "month", "state", "subsidy_total", "approved_at", "paid_at"]
-    list_filter = ["state", "month", "provider"]
+    list_filter = ["state", "month", ("provider", ProviderListFilter)]
     list_select_related = ["provider__organisation"]
     actions = ["approve", "mark_paid", "export_csv"]
 

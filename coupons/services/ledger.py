@@ -94,7 +94,8 @@ def ledger_post(
     for pk in per_account:
         Account.objects.filter(pk=pk).update(balance=locked[pk].balance)
     for account, _amount in lines:  # the caller's instances show the new balances too
-        account.balance = locked[account.pk].balance
+        if account.pk in locked:
+            account.balance = locked[account.pk].balance
     return txn
 
 

@@ -108,6 +108,14 @@ def _eligibility_window(coupon: Coupon, start: dt.date, end: dt.date) -> tuple[d
     return lower, upper
 
 
+def _stored_claim(provider: Provider, idempotency_key: str, fingerprint: str) -> Redemption | None:
+    """The redemption stored under this key, if any; the key with another request is a 409."""
+    earlier = Redemption.objects.filter(provider=provider, idempotency_key=idempotency_key).first()
+    if earlier is not None and earlier.request_hash != fingerprint:
+        raise Conflict(_("This idempotency key was used for a different claim."))
+    return earlier
+
+
 @transaction.atomic
 def redemption_claim(
     *, provider: Provider, request: ClaimRequest, idempotency_key: str, actor=None
@@ -120,10 +128,8 @@ def redemption_claim(
             details=[Problem(_("required"), column="idempotency_key")],
         )
     fingerprint = request.fingerprint()
-    earlier = Redemption.objects.filter(provider=provider, idempotency_key=idempotency_key).first()
+    earlier = _stored_claim(provider, idempotency_key, fingerprint)
     if earlier is not None:
-        if earlier.request_hash != fingerprint:
-            raise Conflict(_("This idempotency key was used for a different claim."))
         return earlier, True
 
     problems: list[Problem] = []
@@ -142,6 +148,11 @@ def redemption_claim(
     )
     if coupon is None:
         raise NotFound(_("No coupon %(code)s names this provider.") % {"code": request.coupon_code})
+    # Checked again under the coupon's lock: a retry racing its first attempt waits here and
+    # then finds the stored redemption instead of the records already taken.
+    earlier = _stored_claim(provider, idempotency_key, fingerprint)
+    if earlier is not None:
+        return earlier, True
     provider = Provider.objects.select_related("organisation").get(pk=provider.pk)
     if not provider.whitelisted:
         raise RedemptionRefused(_("%(name)s is not a whitelisted provider.") % {"name": provider.organisation.name})

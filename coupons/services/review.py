@@ -31,7 +31,7 @@ class ApprovalOutcome:
 
 def _lock(application: Application) -> Application:
     return (
-        Application.objects.select_for_update()
+        Application.objects.select_for_update(of=("self",))
         .select_related("program", "organisation", "provider__organisation", "accelerator")
         .get(pk=application.pk)
     )

@@ -2,9 +2,13 @@
 transition records who, when, from, to and why in the audit trail.
 
     draft ──submit──▶ submitted ──start_review──▶ under_review ──approve──▶ approved
-      │                  │  ▲                        │
-      │                  │  └──────submit─────── returned ◀──return──┤
-      └──withdraw──▶ withdrawn ◀──withdraw───────────┘               └──reject──▶ rejected
+                        │                           │
+                        ├──reject / return──────────┤──reject──▶ rejected
+                        │                           └──return──▶ returned ──submit──▶ submitted
+    draft, submitted, returned ──withdraw──▶ withdrawn
+
+Once under review an application is the reviewers' to decide: the enterprise cannot withdraw it
+then, only ask the reviewer to return it.
 """
 
 from __future__ import annotations
