@@ -134,8 +134,8 @@ FEATURES: list[Feature] = [
     ),
     Feature(
         "deadline_share",
-        "{value} of its usage falls in the last three weeks before the deadline",
-        "{value} 的用量集中在截止前三周",
+        "{value} more of its usage falls in the last three weeks before the deadline than an even spread would put there",
+        "截止前三周的用量比均匀分布多出 {value}",
         "{:.0%}",
     ),
     Feature(
@@ -433,7 +433,7 @@ def _usage(program, today: dt.date):
 # --- the table -----------------------------------------------------------------------------
 
 
-def build_features(program, *, today: dt.date | None = None, application_ids=None):
+def build_features(program, *, today: dt.date | None = None):
     """One row per application of ``program`` (index: application id) with every feature of
     ``FEATURES``, plus ``reference`` and ``organisation_id`` for reporting."""
     import numpy as np
@@ -444,8 +444,6 @@ def build_features(program, *, today: dt.date | None = None, application_ids=Non
 
     today = today or timezone.localdate()
     apps_qs = Application.objects.filter(program=program)
-    if application_ids is not None:
-        apps_qs = apps_qs.filter(pk__in=list(application_ids))
     apps = _frame(
         apps_qs,
         [
@@ -569,7 +567,12 @@ def build_features(program, *, today: dt.date | None = None, application_ids=Non
     safe_hours = hours.where(hours > 0)
     features["flat_share"] = (joined["flat_hours"].astype(float) / safe_hours).fillna(0)
     features["round_amount_share"] = (joined["round_records"].astype(float) / records.where(records > 0)).fillna(0)
-    features["deadline_share"] = (joined["deadline_hours"].astype(float) / safe_hours).fillna(0)
+    # Bunching: the share of usage in the last three weeks beyond what an even spread over the
+    # period so far would put there (a project that started three weeks ago is not bunching).
+    days_so_far = (pd.Timestamp(min(today, program.closes)) - period_start).dt.days.clip(lower=DEADLINE_DAYS)
+    even_share = DEADLINE_DAYS / days_so_far
+    raw_share = (joined["deadline_hours"].astype(float) / safe_hours).fillna(0)
+    features["deadline_share"] = (raw_share - even_share).clip(lower=0).where(features["has_usage"] > 0, 0)
     features["night_share"] = (joined["night_records"].astype(float) / records.where(records > 0)).fillna(0)
     features["weekend_share"] = (joined["weekend_records"].astype(float) / records.where(records > 0)).fillna(0)
     billed = joined["amount"].astype(float) / joined["reference_cost"].astype(float).where(lambda s: s > 0)

@@ -3,6 +3,7 @@ from the environment through the strict parsers in ``config.env``."""
 
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.utils.translation import gettext_lazy as _
 
 from config.env import env_bool, env_database, env_int, env_list, env_str
@@ -105,6 +106,10 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict = {
     # Coupons past their validity return their unspent balance to the budget.
     "expire-coupons": {"task": "coupons.tasks.expire_coupons", "schedule": 15 * 60},
+    # Every application rescored at night, fanned out in chunks over the running workers.
+    "rescore-all": {"task": "fraud.tasks.rescore_all", "schedule": crontab(hour=2, minute=0)},
+    # A new model once enough new audit outcomes have arrived.
+    "retrain-fraud-model": {"task": "fraud.tasks.retrain_if_due", "schedule": crontab(hour=1, minute=30)},
 }
 
 REST_FRAMEWORK = {

@@ -1,0 +1,172 @@
+"""Risk assessment: features → rules and models → a score 0-100, a band, the top reasons, the
+model version and the feature values, written for a whole programme (or some of its
+applications) at once. The one entry point behind the Celery tasks and ``score_risk``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from fraud.features import FEATURE_NAMES, build_features, describe
+from fraud.model import FraudModel, current_model
+from fraud.rules import active_rules, evaluate, reasons_for
+
+logger = logging.getLogger(__name__)
+
+RULES_ONLY = "rules-only"
+TOP_MODEL_REASONS = 3
+# How the layers combine, as a noisy-OR: any one strong signal raises the score, and they add
+# up without exceeding 1. The supervised probability leads when there is one; a rule's weight is
+# the department's word (a related-party deal is disqualifying whatever the model thinks); the
+# anomaly model adds a little of what no rule names. Chosen with ``evaluate_fraud`` (README).
+PROBABILITY_WEIGHT = 0.9
+ANOMALY_WEIGHT_SUPERVISED = 0.2
+ANOMALY_WEIGHT_UNSUPERVISED = 0.4
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    program: str
+    scored: int
+    model_version: str
+    bands: dict
+
+
+def combine(points, anomaly=None, probability=None):
+    """The 0-100 score of each application from rule points (0-100), the anomaly percentile
+    (0-1) and the fraud probability (0-1), whichever exist."""
+    import numpy as np
+
+    keep = 1 - np.asarray(points, dtype=float) / 100
+    if probability is not None:
+        keep = keep * (1 - PROBABILITY_WEIGHT * np.asarray(probability))
+        if anomaly is not None:
+            keep = keep * (1 - ANOMALY_WEIGHT_SUPERVISED * np.asarray(anomaly))
+    elif anomaly is not None:
+        keep = keep * (1 - ANOMALY_WEIGHT_UNSUPERVISED * np.asarray(anomaly))
+    return np.clip(np.rint((1 - keep) * 100), 0, 100).astype(int)
+
+
+def assess(features, model: FraudModel | None):
+    """Scores and reasons for a feature table, without touching the database."""
+    import numpy as np
+    import pandas as pd
+
+    rules = active_rules()
+    fired, points = evaluate(features, rules)
+    anomaly = probability = contributions = None
+    if model is not None:
+        anomaly = model.anomaly_score(features)
+        probability = model.fraud_probability(features)
+        contributions = model.contributions(features)
+    scores = combine(points.to_numpy(), anomaly, probability)
+    results = []
+    for position, application_id in enumerate(features.index):
+        row = features.loc[application_id]
+        reasons = reasons_for(row, fired.loc[application_id], rules)
+        if contributions is not None:
+            pushes = contributions.loc[application_id]
+            for name in pushes[pushes > 0.25].sort_values(ascending=False).index[:TOP_MODEL_REASONS]:
+                reasons.append(
+                    {
+                        "feature": name,
+                        "push": round(float(pushes[name]), 3),
+                        "en": describe(name, row[name], "en"),
+                        "zh": describe(name, row[name], "zh"),
+                    }
+                )
+        results.append(
+            {
+                "application_id": int(application_id),
+                "score": int(scores[position]),
+                "rule_points": int(points.iloc[position]),
+                "anomaly": None if anomaly is None else round(float(anomaly[position]), 4),
+                "probability": None if probability is None else round(float(probability[position]), 4),
+                "reasons": reasons,
+                "features": {
+                    name: (None if pd.isna(row[name]) else round(float(row[name]), 4)) for name in FEATURE_NAMES
+                },
+            }
+        )
+    return results, (model.version if model is not None else RULES_ONLY), np.asarray(scores)
+
+
+def score_program(
+    program, *, application_ids=None, today: dt.date | None = None, model: FraudModel | None = None
+) -> ScoreResult:
+    """Assess every application of ``program`` (or those in ``application_ids``) and write the
+    assessments and the applications' current score and band in one transaction."""
+    from coupons.models import Application
+    from fraud.models import RiskAssessment
+
+    # Features compare each application with the whole programme, so all of it is read; only
+    # the applications asked for are written.
+    features = build_features(program, today=today or timezone.localdate())
+    if application_ids is not None:
+        features = features.loc[features.index.intersection(list(application_ids))]
+    if features.empty:
+        return ScoreResult(program.code, 0, RULES_ONLY, {})
+    model = model if model is not None else current_model()
+    results, version, _scores = assess(features, model)
+    bands = {}
+    with transaction.atomic():
+        RiskAssessment.objects.bulk_create(
+            [
+                RiskAssessment(
+                    application_id=r["application_id"],
+                    score=r["score"],
+                    band=program.band_for(r["score"]),
+                    rule_points=r["rule_points"],
+                    anomaly=r["anomaly"],
+                    probability=r["probability"],
+                    reasons=r["reasons"],
+                    features=r["features"],
+                    model_version=version,
+                )
+                for r in results
+            ],
+            batch_size=2000,
+        )
+        updates = [(r["application_id"], r["score"], program.band_for(r["score"])) for r in results]
+        for _id, _score, band in updates:
+            bands[str(band)] = bands.get(str(band), 0) + 1
+        _update_application_risk(Application, updates)
+    return ScoreResult(program.code, len(results), version, bands)
+
+
+def _update_application_risk(Application, updates: list[tuple[int, int, str]]) -> None:
+    """Write the current score and band onto the applications (the review queue sorts by them)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            for start in range(0, len(updates), 5000):
+                chunk = updates[start : start + 5000]
+                values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+                cursor.execute(
+                    f"UPDATE coupons_application AS a SET risk_score = v.score, risk_band = v.band "  # noqa: S608 - placeholders only
+                    f"FROM (VALUES {values}) AS v(id, score, band) WHERE a.id = v.id",
+                    [item for triple in chunk for item in triple],
+                )
+        return
+    objects = [Application(pk=pk, risk_score=score, risk_band=band) for pk, score, band in updates]
+    Application.objects.bulk_update(objects, ["risk_score", "risk_band"], batch_size=500)
+
+
+def score_applications(application_ids) -> list[ScoreResult]:
+    """Score some applications, programme by programme (features compare them with the whole
+    programme, so the rest of it is read, but only these are written)."""
+    from coupons.models import Application, Program
+
+    by_program: dict[int, list[int]] = {}
+    for pk, program_id in Application.objects.filter(pk__in=list(application_ids)).values_list("pk", "program_id"):
+        by_program.setdefault(program_id, []).append(pk)
+    return [
+        score_program(Program.objects.get(pk=program_id), application_ids=ids) for program_id, ids in by_program.items()
+    ]
+
+
+def latest_assessment(application):
+    return application.assessments.order_by("-created_at", "-id").first()
