@@ -171,7 +171,7 @@ FEATURES: list[Feature] = [
     Feature("earlier_fraud", "{value} earlier applications confirmed as fraud", "此前 {value} 次申请被认定骗补"),
     Feature(
         "other_program_claim_match",
-        "claims nearly the same in another programme",
+        "claims nearly the same in another programme without new usage",
         "在其他项目中申报了几乎相同的内容",
         "{:.0f}",
     ),
@@ -633,9 +633,11 @@ def build_features(program, *, today: dt.date | None = None):
         )
         close = (merged["claimed_amount"] - merged["claimed_amount_other"]).abs() <= 0.03 * merged["claimed_amount"]
         match = merged[close].groupby("index").size()
-        features["other_program_claim_match"] = (
-            pd.Series(features.index.map(match), index=features.index).fillna(0).clip(upper=1).astype(float)
-        )
+        matched = pd.Series(features.index.map(match), index=features.index).fillna(0).clip(upper=1)
+        # An honest enterprise back for the next round may claim about the same again, but then
+        # meters new usage; double dipping claims again for usage it already had.
+        new_usage = (features["has_usage"] > 0) & (features["usage_ratio"] >= 0.5)
+        features["other_program_claim_match"] = matched.where(~new_usage, 0).astype(float)
     else:
         features["other_program_claim_match"] = 0.0
 

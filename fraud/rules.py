@@ -221,8 +221,8 @@ DEFAULT_RULES: list[Rule] = [
         ">=",
         1,
         15,
-        "claims nearly the same amount in another programme",
-        "在其他项目中申报了几乎相同的金额",
+        "claims nearly the same amount in another programme without new usage",
+        "在其他项目中申报了几乎相同的金额且无新增用量",
         "{:.0f}",
     ),
 ]
