@@ -10,7 +10,7 @@ from django.utils import timezone
 from core import csvimport as c
 from core.audit import audit_record_many
 from core.csvimport import Column, ImportSummary
-from core.errors import Problem, ValidationFailed
+from core.errors import ApplicationError, Problem, ValidationFailed
 from coupons.models import Account, Application, Program, RiskBand, normalize_model_name
 from coupons.selectors import accelerator_index, cap_used_bulk
 from coupons.services.coupons import coupon_issue
@@ -67,20 +67,31 @@ class ProgramImport(c.CsvImport):
     def write(self, cleaned):
         summary = ImportSummary()
         existing = Program.objects.in_bulk([values["code"] for _line, values in cleaned], field_name="code")
-        for _line, values in self.progress(cleaned, desc="writing", unit="row"):
+        for line, values in self.progress(cleaned, desc="writing", unit="row"):
             program = existing.get(values["code"])
-            if program is None:
-                program_create(actor=self.actor, **values)
-                summary.created += 1
-                continue
-            changed = {
-                name: value for name, value in values.items() if name != "code" and getattr(program, name) != value
-            }
-            if changed:
-                program_update(program=program, actor=self.actor, **changed)
-                summary.updated += 1
-            else:
+            changed = (
+                {name: value for name, value in values.items() if name != "code" and getattr(program, name) != value}
+                if program is not None
+                else values
+            )
+            if not changed:
                 summary.unchanged += 1
+                continue
+            try:
+                if program is None:
+                    program_create(actor=self.actor, **values)
+                    summary.created += 1
+                else:
+                    program_update(program=program, actor=self.actor, **changed)
+                    summary.updated += 1
+            except ApplicationError as error:
+                # A rule of the ledger or the programme refused the row: nothing is written.
+                raise ValidationFailed(
+                    f"Line {line} cannot be applied; nothing was imported.",
+                    details=[
+                        Problem(error.message, line=line, column=next(iter(changed)) if len(changed) == 1 else None)
+                    ],
+                ) from error
         return summary
 
 

@@ -10,36 +10,42 @@ AUDITORS = "auditors"
 # app_label.codename; a permission that does not exist yet (an app of a later issue) is
 # skipped and picked up by the next migrate.
 GROUP_PERMISSIONS: dict[str, list[str]] = {
+    # Programme officers run programmes, the registry, providers, settlement and policy data.
     PROGRAMME_OFFICERS: [
-        "enterprises.view_organisation",
-        "enterprises.add_organisation",
-        "enterprises.change_organisation",
-        "enterprises.view_provider",
-        "enterprises.add_provider",
-        "enterprises.change_provider",
-        "enterprises.view_providerapikey",
-        "enterprises.add_providerapikey",
-        "enterprises.change_providerapikey",
+        *[
+            f"enterprises.{action}_{model}"
+            for model in ("organisation", "provider", "providerapikey", "portalaccount")
+            for action in ("view", "add", "change")
+        ],
         "enterprises.view_industryclass",
         "enterprises.change_industryclass",
-        "enterprises.view_portalaccount",
-        "enterprises.add_portalaccount",
-        "enterprises.change_portalaccount",
         "enterprises.view_staffaffiliation",
         "enterprises.add_staffaffiliation",
-        "coupons.view_accelerator",
-        "coupons.add_accelerator",
-        "coupons.change_accelerator",
-        "coupons.view_program",
-        "coupons.add_program",
-        "coupons.change_program",
+        *[
+            f"coupons.{action}_{model}"
+            for model in ("accelerator", "program", "referenceprice")
+            for action in ("view", "add", "change")
+        ],
         "coupons.view_application",
+        "coupons.add_application",
         "coupons.view_coupon",
         "coupons.change_coupon",
         "coupons.view_account",
         "coupons.view_ledgertransaction",
+        "coupons.view_usagerecord",
+        "coupons.view_usagebatch",
+        "coupons.view_redemption",
+        "coupons.change_redemption",
+        "coupons.view_statement",
+        "coupons.change_statement",
+        "fraud.view_riskassessment",
+        "fraud.view_riskrule",
+        "fraud.change_riskrule",
+        "fraud.view_modelversion",
         "core.view_auditentry",
+        "core.view_importrun",
     ],
+    # Reviewers decide applications; they read what the decision needs.
     REVIEWERS: [
         "enterprises.view_organisation",
         "enterprises.view_provider",
@@ -52,22 +58,50 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "coupons.view_coupon",
         "coupons.view_usagerecord",
         "coupons.view_redemption",
+        "fraud.view_riskassessment",
         "core.view_auditentry",
     ],
+    # Auditors read everything and export it; the only thing they change is cases.
     AUDITORS: [
-        "enterprises.view_organisation",
-        "enterprises.view_provider",
-        "enterprises.view_industryclass",
-        "enterprises.view_portalaccount",
-        "enterprises.view_staffaffiliation",
-        "coupons.view_accelerator",
-        "coupons.view_program",
-        "coupons.view_application",
-        "coupons.view_coupon",
-        "coupons.view_account",
-        "coupons.view_ledgertransaction",
+        *[
+            f"enterprises.view_{model}"
+            for model in (
+                "organisation",
+                "provider",
+                "industryclass",
+                "portalaccount",
+                "staffaffiliation",
+                "providerapikey",
+            )
+        ],
+        *[
+            f"coupons.view_{model}"
+            for model in (
+                "accelerator",
+                "program",
+                "application",
+                "review",
+                "coupon",
+                "account",
+                "ledgertransaction",
+                "ledgerentry",
+                "usagerecord",
+                "usagebatch",
+                "redemption",
+                "statement",
+                "referenceprice",
+            )
+        ],
+        "fraud.view_riskassessment",
+        "fraud.view_case",
+        "fraud.change_case",
+        "fraud.view_casenote",
+        "fraud.view_outcome",
+        "fraud.view_modelversion",
+        "fraud.view_riskrule",
         "core.view_auditentry",
         "core.export_auditentry",
+        "core.view_importrun",
     ],
 }
 

@@ -64,7 +64,7 @@ def case_close(*, case: Case, actor, finding: str, reason: str) -> Case:
         )
     if not reason.strip():
         raise ValidationFailed(_("A reason is required."), details=[Problem(_("required"), column="reason")])
-    case = Case.objects.select_for_update().select_related("application").get(pk=case.pk)
+    case = Case.objects.select_for_update(of=("self",)).select_related("application").get(pk=case.pk)
     if case.state != Case.State.OPEN:
         raise Conflict(_("The case is already closed."))
     application = case.application

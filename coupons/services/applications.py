@@ -149,7 +149,7 @@ def application_submit(*, application: Application, actor, today=None) -> Applic
     """Submit a draft (or a returned application). Refuses with every problem at once.
     Scoring is queued after the commit (fraud module)."""
     application = (
-        Application.objects.select_for_update()
+        Application.objects.select_for_update(of=("self",))
         .select_related("program", "organisation", "provider__organisation")
         .get(pk=application.pk)
     )

@@ -71,7 +71,7 @@ def coupon_issue(*, application: Application, amount: Decimal, actor, now: dt.da
 
 
 def _locked(coupon: Coupon) -> Coupon:
-    return Coupon.objects.select_for_update().select_related("account", "program").get(pk=coupon.pk)
+    return Coupon.objects.select_for_update(of=("self",)).select_related("account", "program").get(pk=coupon.pk)
 
 
 def _require_reason(reason: str) -> str:

@@ -7,8 +7,9 @@ from decimal import Decimal
 from django.db import transaction
 
 from core.audit import audit_record
-from core.errors import ValidationFailed
+from core.errors import Problem, ValidationFailed
 from coupons.models import Account, LedgerTransaction, Program
+from coupons.selectors import cap_used_bulk
 from coupons.services.ledger import ledger_post, program_account
 
 PROGRAM_FIELDS = [
@@ -64,6 +65,18 @@ def program_update(*, program: Program, actor=None, **values) -> Program:
             raise ValidationFailed(f"{name} cannot be changed")
         setattr(program, name, value)
     program.full_clean()
+    if "per_enterprise_cap" in values:
+        used = cap_used_bulk(
+            organisation_ids=set(program.coupons.values_list("organisation_id", flat=True))
+            | set(program.applications.filter(historical=True).values_list("organisation_id", flat=True)),
+            program_ids={program.pk},
+        )
+        highest = max(used.values(), default=Decimal(0))
+        if program.per_enterprise_cap < highest:
+            raise ValidationFailed(
+                f"An enterprise already holds {highest} yuan in this programme; the cap cannot go below it.",
+                details=[Problem(f"below {highest}", column="per_enterprise_cap")],
+            )
     delta = program.budget - old_budget
     if delta:
         ledger_post(

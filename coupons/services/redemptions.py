@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import DecimalField, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -177,12 +177,12 @@ def redemption_claim(
         ended_at__lte=upper,
     )
     if request.record_ids is None:
-        records = list(eligible.select_for_update().select_related("accelerator").order_by("pk"))
+        records = list(eligible.select_for_update(of=("self",)).select_related("accelerator").order_by("pk"))
     else:
         wanted = list(dict.fromkeys(request.record_ids))
         found = {
             r.record_id: r
-            for r in UsageRecord.objects.select_for_update()
+            for r in UsageRecord.objects.select_for_update(of=("self",))
             .select_related("accelerator")
             .filter(provider=provider, record_id__in=wanted)
             .order_by("pk")
@@ -243,19 +243,28 @@ def redemption_claim(
         raise RedemptionRefused(_("Nothing can be redeemed: the coupon's balance or the annual cap is used up."))
 
     statement = statement_for(provider, request.period_start)
-    redemption = Redemption.objects.create(
-        provider=provider,
-        coupon=coupon,
-        period_start=request.period_start,
-        period_end=request.period_end,
-        idempotency_key=idempotency_key,
-        request_hash=fingerprint,
-        records=len(records),
-        metered_amount=metered,
-        subsidy=subsidy,
-        capped_by=", ".join(capped_by),
-        state=Redemption.State.PENDING_ADJUSTMENT if statement.is_closed else Redemption.State.POSTED,
-    )
+    try:
+        with transaction.atomic():
+            redemption = Redemption.objects.create(
+                provider=provider,
+                coupon=coupon,
+                period_start=request.period_start,
+                period_end=request.period_end,
+                idempotency_key=idempotency_key,
+                request_hash=fingerprint,
+                records=len(records),
+                metered_amount=metered,
+                subsidy=subsidy,
+                capped_by=", ".join(capped_by),
+                state=Redemption.State.PENDING_ADJUSTMENT if statement.is_closed else Redemption.State.POSTED,
+            )
+    except IntegrityError:
+        # The same key was stored meanwhile by a racing request (on another coupon): answer as
+        # a replay, or a 409 if that request was a different claim.
+        earlier = _stored_claim(provider, idempotency_key, fingerprint)
+        if earlier is None:
+            raise
+        return earlier, True
     RedemptionLine.objects.bulk_create(
         [RedemptionLine(redemption=redemption, usage_record=r, amount=r.amount, rate=rate) for r, rate in lines]
     )
@@ -309,7 +318,11 @@ def redemption_approve_adjustment(*, redemption: Redemption, actor, reason: str)
     current open statement."""
     if not (reason or "").strip():
         raise ValidationFailed(_("A reason is required."), details=[Problem(_("required"), column="reason")])
-    redemption = Redemption.objects.select_for_update().select_related("provider__organisation").get(pk=redemption.pk)
+    redemption = (
+        Redemption.objects.select_for_update(of=("self",))
+        .select_related("provider__organisation")
+        .get(pk=redemption.pk)
+    )
     if redemption.state != Redemption.State.PENDING_ADJUSTMENT:
         raise Conflict(_("Only a redemption awaiting an adjustment can be approved."))
     coupon = (
@@ -332,7 +345,11 @@ def redemption_reverse(*, redemption: Redemption, actor, reason: str) -> Redempt
     an edit); the usage records are free again. A claim awaiting adjustment is refused instead."""
     if not (reason or "").strip():
         raise ValidationFailed(_("A reason is required."), details=[Problem(_("required"), column="reason")])
-    redemption = Redemption.objects.select_for_update().select_related("statement", "transaction").get(pk=redemption.pk)
+    redemption = (
+        Redemption.objects.select_for_update(of=("self",))
+        .select_related("statement", "transaction")
+        .get(pk=redemption.pk)
+    )
     if redemption.state == Redemption.State.PENDING_ADJUSTMENT:
         redemption.state = Redemption.State.REFUSED
         redemption.reason = reason.strip()

@@ -56,7 +56,9 @@ def statement_approve(*, statement: Statement, actor) -> Statement:
 @transaction.atomic
 def statement_pay(*, statement: Statement, actor) -> Statement:
     """Record the payment: provider payable → provider paid, per programme."""
-    statement = Statement.objects.select_for_update().select_related("provider__organisation").get(pk=statement.pk)
+    statement = (
+        Statement.objects.select_for_update(of=("self",)).select_related("provider__organisation").get(pk=statement.pk)
+    )
     if statement.state != Statement.State.APPROVED:
         raise Conflict(
             _("Only an approved statement can be marked paid; this one is %(state)s.")

@@ -148,8 +148,11 @@ def test_a_budget_cut_below_what_is_issued_refuses_the_whole_file(organisation, 
     )
     before = snapshot()
 
-    with pytest.raises(Exception, match="cannot be taken from it"):
+    with pytest.raises(ValidationFailed, match="Line 3 cannot be applied") as refused:
         ProgramImport().run(data)
+
+    assert refused.value.details[0].line == 3
+    assert "cannot go below" in refused.value.details[0].reason or "cannot be taken" in refused.value.details[0].reason
 
     assert snapshot() == before
     assert not Program.objects.filter(code="NEW-2026").exists()

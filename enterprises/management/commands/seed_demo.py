@@ -120,7 +120,9 @@ class Command(BaseCommand):
             else:
                 created += result.created
                 duplicates += result.duplicates
-        self.stdout.write(f"usage: {created} records created, {duplicates} already stored, {replayed} in batches loaded before")
+        self.stdout.write(
+            f"usage: {created} records created, {duplicates} already stored, {replayed} in batches loaded before"
+        )
 
     def create_logins(self, data) -> None:
         User = get_user_model()
