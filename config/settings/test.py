@@ -7,6 +7,7 @@ from .base import env_str
 DEBUG = False
 SECRET_KEY = env_str("SECRET_KEY", "test-only-key")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Tests run tasks in-process; tests/integration starts a real worker on Redis itself.
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://")
 LANGUAGE_CODE = "en"

@@ -84,6 +84,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"{importer.label}: {summary}")
             self.load_usage(data)
 
+        self.score()
         truth_path = Path(truth)
         truth_path.parent.mkdir(parents=True, exist_ok=True)
         with truth_path.open("w", encoding="utf-8", newline="") as handle:
@@ -92,6 +93,20 @@ class Command(BaseCommand):
         if not no_users:
             self.create_logins(data)
         self.stdout.write(f"seed_demo done in {time.monotonic() - started:.1f}s")
+
+    def score(self) -> None:
+        """Train on the demo's audit outcomes and score every application, so the review queue
+        shows risk from the first look."""
+        from coupons.models import Program
+        from fraud.scoring import score_program
+        from fraud.training import train_fraud_model
+
+        trained = train_fraud_model()
+        kind = "with a supervised model" if trained.supervised else "anomaly model only (few labels)"
+        self.stdout.write(f"fraud model: {trained.version} {kind}")
+        for program in Program.objects.order_by("opens"):
+            result = score_program(program)
+            self.stdout.write(f"scored {result.program}: {result.scored} applications {result.bands}")
 
     def load_usage(self, data) -> None:
         """Metered usage, provider by provider, through the ingestion path the API uses."""
