@@ -104,7 +104,11 @@ class Command(BaseCommand):
         trained = train_fraud_model()
         kind = "with a supervised model" if trained.supervised else "anomaly model only (few labels)"
         self.stdout.write(f"fraud model: {trained.version} {kind}")
+        from coupons.models import Application
+
         for program in Program.objects.order_by("opens"):
+            if not Application.objects.filter(program=program, risk_score__isnull=True).exists():
+                continue  # scored before: a second seed changes nothing more
             result = score_program(program)
             self.stdout.write(f"scored {result.program}: {result.scored} applications {result.bands}")
 
