@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_SCALE ?= 200
 
-.PHONY: demo test lint format serve-demo seed clean
+.PHONY: demo test lint format clean bench-ingest evaluate-fraud
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -36,3 +36,12 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles var
+
+## Benchmarks (need DATABASE_URL naming a PostgreSQL database of their own: they wipe usage)
+bench-ingest: $(STAMP)
+	@case "$$DATABASE_URL" in postgres*) ;; *) echo "set DATABASE_URL to a PostgreSQL database of its own"; exit 2;; esac
+	$(PY) -m bench.ingest --yes
+
+## The fraud module's quality on demo data (see README, Fraud quality)
+evaluate-fraud: $(STAMP)
+	$(PY) manage.py evaluate_fraud
