@@ -13,12 +13,13 @@ from django.utils import timezone
 
 from fraud.features import FEATURE_NAMES, build_features, describe
 from fraud.model import FraudModel, current_model
-from fraud.rules import active_rules, evaluate, reasons_for
+from fraud.rules import active_rules, evaluate, sentence
 
 logger = logging.getLogger(__name__)
 
 RULES_ONLY = "rules-only"
 TOP_MODEL_REASONS = 3
+MODEL_REASON_MIN_PUSH = 0.25  # in logits: smaller pushes are not worth a sentence
 # How the layers combine, as a noisy-OR: any one strong signal raises the score, and they add
 # up without exceeding 1. The supervised probability leads when there is one; a rule's weight is
 # the department's word (a related-party deal is disqualifying whatever the model thinks); the
@@ -52,9 +53,9 @@ def combine(points, anomaly=None, probability=None):
 
 
 def assess(features, model: FraudModel | None):
-    """Scores and reasons for a feature table, without touching the database."""
+    """Scores and reasons for a feature table, without touching the database. Vectorised: the
+    per-application work is only building the lists of what fired."""
     import numpy as np
-    import pandas as pd
 
     rules = active_rules()
     fired, points = evaluate(features, rules)
@@ -64,34 +65,52 @@ def assess(features, model: FraudModel | None):
         probability = model.fraud_probability(features)
         contributions = model.contributions(features)
     scores = combine(points.to_numpy(), anomaly, probability)
-    results = []
-    for position, application_id in enumerate(features.index):
-        row = features.loc[application_id]
-        reasons = reasons_for(row, fired.loc[application_id], rules)
-        if contributions is not None:
-            pushes = contributions.loc[application_id]
-            for name in pushes[pushes > 0.25].sort_values(ascending=False).index[:TOP_MODEL_REASONS]:
-                reasons.append(
+    count = len(features)
+    reasons: list[list[dict]] = [[] for _ in range(count)]
+    for active in sorted(rules, key=lambda a: -a.weight):  # heaviest first in every list
+        rule = active.rule
+        values = features[rule.feature].to_numpy()
+        for i in np.flatnonzero(fired[rule.code].to_numpy()):
+            reasons[i].append(
+                {
+                    "code": rule.code,
+                    "weight": active.weight,
+                    "en": sentence(rule, values[i], "en"),
+                    "zh": sentence(rule, values[i], "zh"),
+                }
+            )
+    if contributions is not None:
+        pushes = contributions.to_numpy()
+        names = list(contributions.columns)
+        top = np.argsort(-pushes, axis=1)[:, :TOP_MODEL_REASONS]
+        for i in np.flatnonzero(pushes.max(axis=1) > MODEL_REASON_MIN_PUSH):
+            for j in top[i]:
+                if pushes[i, j] <= MODEL_REASON_MIN_PUSH:
+                    break
+                value = features[names[j]].iat[i]
+                reasons[i].append(
                     {
-                        "feature": name,
-                        "push": round(float(pushes[name]), 3),
-                        "en": describe(name, row[name], "en"),
-                        "zh": describe(name, row[name], "zh"),
+                        "feature": names[j],
+                        "push": round(float(pushes[i, j]), 3),
+                        "en": describe(names[j], value, "en"),
+                        "zh": describe(names[j], value, "zh"),
                     }
                 )
-        results.append(
-            {
-                "application_id": int(application_id),
-                "score": int(scores[position]),
-                "rule_points": int(points.iloc[position]),
-                "anomaly": None if anomaly is None else round(float(anomaly[position]), 4),
-                "probability": None if probability is None else round(float(probability[position]), 4),
-                "reasons": reasons,
-                "features": {
-                    name: (None if pd.isna(row[name]) else round(float(row[name]), 4)) for name in FEATURE_NAMES
-                },
-            }
-        )
+    values = features[FEATURE_NAMES].round(4)
+    values = values.astype(object).where(values.notna(), None).to_dict("records")
+    ids = features.index.to_numpy()
+    results = [
+        {
+            "application_id": int(ids[i]),
+            "score": int(scores[i]),
+            "rule_points": int(points.iat[i]),
+            "anomaly": None if anomaly is None else round(float(anomaly[i]), 4),
+            "probability": None if probability is None else round(float(probability[i]), 4),
+            "reasons": reasons[i],
+            "features": values[i],
+        }
+        for i in range(count)
+    ]
     return results, (model.version if model is not None else RULES_ONLY), np.asarray(scores)
 
 
@@ -112,30 +131,87 @@ def score_program(
         return ScoreResult(program.code, 0, RULES_ONLY, {})
     model = model if model is not None else current_model()
     results, version, _scores = assess(features, model)
-    bands = {}
+    for r in results:
+        r["band"] = str(program.band_for(r["score"]))
+    bands: dict[str, int] = {}
+    for r in results:
+        bands[r["band"]] = bands.get(r["band"], 0) + 1
     with transaction.atomic():
-        RiskAssessment.objects.bulk_create(
-            [
-                RiskAssessment(
-                    application_id=r["application_id"],
-                    score=r["score"],
-                    band=program.band_for(r["score"]),
-                    rule_points=r["rule_points"],
-                    anomaly=r["anomaly"],
-                    probability=r["probability"],
-                    reasons=r["reasons"],
-                    features=r["features"],
-                    model_version=version,
-                )
-                for r in results
-            ],
-            batch_size=2000,
-        )
-        updates = [(r["application_id"], r["score"], program.band_for(r["score"])) for r in results]
-        for _id, _score, band in updates:
-            bands[str(band)] = bands.get(str(band), 0) + 1
-        _update_application_risk(Application, updates)
+        _write_assessments(RiskAssessment, results, version)
+        _update_application_risk(Application, [(r["application_id"], r["score"], r["band"]) for r in results])
     return ScoreResult(program.code, len(results), version, bands)
+
+
+ASSESSMENT_COLUMNS = [
+    "application_id",
+    "score",
+    "band",
+    "rule_points",
+    "anomaly",
+    "probability",
+    "reasons",
+    "features",
+    "model_version",
+    "created_at",
+]
+
+
+def _copy_text(value) -> str:
+    """A value in PostgreSQL COPY text format."""
+    if value is None:
+        return "\\N"
+    text = value if isinstance(value, str) else str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _write_assessments(RiskAssessment, results: list[dict], version: str) -> None:
+    if connection.vendor == "postgresql":
+        import orjson
+
+        now = timezone.now().isoformat()
+        lines = [
+            "\t".join(
+                _copy_text(value)
+                for value in (
+                    r["application_id"],
+                    r["score"],
+                    r["band"],
+                    r["rule_points"],
+                    r["anomaly"],
+                    r["probability"],
+                    orjson.dumps(r["reasons"]).decode(),
+                    orjson.dumps(r["features"]).decode(),
+                    version,
+                    now,
+                )
+            )
+            + "\n"
+            for r in results
+        ]
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(f"COPY fraud_riskassessment ({', '.join(ASSESSMENT_COLUMNS)}) FROM STDIN") as copy,
+        ):
+            for start in range(0, len(lines), 20000):
+                copy.write("".join(lines[start : start + 20000]))
+        return
+    RiskAssessment.objects.bulk_create(
+        [
+            RiskAssessment(
+                application_id=r["application_id"],
+                score=r["score"],
+                band=r["band"],
+                rule_points=r["rule_points"],
+                anomaly=r["anomaly"],
+                probability=r["probability"],
+                reasons=r["reasons"],
+                features=r["features"],
+                model_version=version,
+            )
+            for r in results
+        ],
+        batch_size=2000,
+    )
 
 
 def _update_application_risk(Application, updates: list[tuple[int, int, str]]) -> None:
