@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class Outcome(models.Model):
@@ -111,8 +112,8 @@ class Case(models.Model):
     """An auditor's investigation of an application, opened from an assessment."""
 
     class State(models.TextChoices):
-        OPEN = "open", _("open")
-        CLOSED = "closed", _("closed")
+        OPEN = "open", pgettext_lazy("case state", "open")
+        CLOSED = "closed", pgettext_lazy("case state", "closed")
 
     class Finding(models.TextChoices):
         FRAUD = "fraud", _("confirmed fraud")

@@ -19,7 +19,8 @@ logger = logging.getLogger(__name__)
 
 RULES_ONLY = "rules-only"
 TOP_MODEL_REASONS = 3
-MODEL_REASON_MIN_PUSH = 0.25  # in logits: smaller pushes are not worth a sentence
+MODEL_REASON_MIN_PUSH = 0.25
+TOP_REASONS_SHOWN = 3  # on the application, for lists and exports  # in logits: smaller pushes are not worth a sentence
 # How the layers combine, as a noisy-OR: any one strong signal raises the score, and they add
 # up without exceeding 1. The supervised probability leads when there is one; a rule's weight is
 # the department's word (a related-party deal is disqualifying whatever the model thinks); the
@@ -138,7 +139,18 @@ def score_program(
         bands[r["band"]] = bands.get(r["band"], 0) + 1
     with transaction.atomic():
         _write_assessments(RiskAssessment, results, version)
-        _update_application_risk(Application, [(r["application_id"], r["score"], r["band"]) for r in results])
+        _update_application_risk(
+            Application,
+            [
+                (
+                    r["application_id"],
+                    r["score"],
+                    r["band"],
+                    "; ".join(x["en"] for x in r["reasons"][:TOP_REASONS_SHOWN]),
+                )
+                for r in results
+            ],
+        )
     return ScoreResult(program.code, len(results), version, bands)
 
 
@@ -214,21 +226,25 @@ def _write_assessments(RiskAssessment, results: list[dict], version: str) -> Non
     )
 
 
-def _update_application_risk(Application, updates: list[tuple[int, int, str]]) -> None:
-    """Write the current score and band onto the applications (the review queue sorts by them)."""
+def _update_application_risk(Application, updates: list[tuple[int, int, str, str]]) -> None:
+    """Write the current score, band and top reasons onto the applications (the review queue
+    sorts by them, lists and exports show them)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             for start in range(0, len(updates), 5000):
                 chunk = updates[start : start + 5000]
-                values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+                values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
                 cursor.execute(
-                    f"UPDATE coupons_application AS a SET risk_score = v.score, risk_band = v.band "  # noqa: S608 - placeholders only
-                    f"FROM (VALUES {values}) AS v(id, score, band) WHERE a.id = v.id",
-                    [item for triple in chunk for item in triple],
+                    "UPDATE coupons_application AS a SET risk_score = v.score, risk_band = v.band, risk_reasons = v.reasons "  # noqa: S608 - placeholders only
+                    f"FROM (VALUES {values}) AS v(id, score, band, reasons) WHERE a.id = v.id",
+                    [item for row in chunk for item in row],
                 )
         return
-    objects = [Application(pk=pk, risk_score=score, risk_band=band) for pk, score, band in updates]
-    Application.objects.bulk_update(objects, ["risk_score", "risk_band"], batch_size=500)
+    objects = [
+        Application(pk=pk, risk_score=score, risk_band=band, risk_reasons=reasons)
+        for pk, score, band, reasons in updates
+    ]
+    Application.objects.bulk_update(objects, ["risk_score", "risk_band", "risk_reasons"], batch_size=500)
 
 
 def score_applications(application_ids) -> list[ScoreResult]:

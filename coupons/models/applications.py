@@ -66,6 +66,8 @@ class Application(models.Model):
     # Written by the fraud module; kept here so that the review queue orders by risk cheaply.
     risk_score = models.PositiveSmallIntegerField(_("risk score"), null=True, blank=True, db_index=True)
     risk_band = models.CharField(_("risk band"), max_length=10, choices=RiskBand.choices, blank=True)
+    # The top reasons of the latest assessment, in English, for lists and exports.
+    risk_reasons = models.TextField(_("risk reasons"), blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
