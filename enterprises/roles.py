@@ -44,6 +44,8 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "fraud.view_modelversion",
         "core.view_auditentry",
         "core.view_importrun",
+        "audit.view_workspace",
+        "audit.export_data",
     ],
     # Reviewers decide applications; they read what the decision needs.
     REVIEWERS: [
@@ -60,6 +62,9 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "coupons.view_redemption",
         "fraud.view_riskassessment",
         "core.view_auditentry",
+        # They read the workspace and export lists, but not the audit trail.
+        "audit.view_workspace",
+        "audit.export_data",
     ],
     # Auditors read everything and export it; the only thing they change is cases.
     AUDITORS: [
@@ -102,6 +107,9 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "core.view_auditentry",
         "core.export_auditentry",
         "core.view_importrun",
+        "audit.view_workspace",
+        "audit.export_data",
+        "audit.view_exportrecord",
     ],
 }
 

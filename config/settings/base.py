@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "enterprises",
     "coupons",
     "fraud",
+    "audit",
 ]
 
 MIDDLEWARE = [
