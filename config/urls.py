@@ -5,12 +5,16 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from core import views as core_views
+
 admin.site.site_header = "算力券平台 · Computing power coupons"
 admin.site.site_title = "算力券平台"
 admin.site.index_title = "Department staff / 工作人员"
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="portal:home", permanent=False)),
+    path("health/", core_views.health, name="health"),
+    path("ready/", core_views.ready, name="ready"),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, throttling
 
 from enterprises.services import provider_key_authenticate
 
@@ -66,3 +66,15 @@ class ProviderKeyScheme(OpenApiAuthenticationExtension):
             "name": "Authorization",
             "description": "`Api-Key <key>`; keys are created by staff and shown once.",
         }
+
+
+class ProviderKeyRateThrottle(throttling.SimpleRateThrottle):
+    """A rate limit per provider API key (``DEFAULT_THROTTLE_RATES["provider_key"]``); session
+    users are not throttled here."""
+
+    scope = "provider_key"
+
+    def get_cache_key(self, request, view):
+        if not isinstance(request.user, ProviderPrincipal):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.user.api_key.prefix}

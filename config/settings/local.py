@@ -7,3 +7,6 @@ from .base import env_bool, env_str
 DEBUG = env_bool("DEBUG", True)
 # A development key only; production refuses to start without SECRET_KEY.
 SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production")
+# Static files straight from the apps' folders while developing (production runs collectstatic).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

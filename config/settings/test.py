@@ -11,3 +11,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://")
 LANGUAGE_CODE = "en"
+# Sign-in lockout is tested with it switched on (tests/security); elsewhere tests sign in freely.
+AXES_ENABLED = False
+WHITENOISE_USE_FINDERS = True
