@@ -6,6 +6,7 @@ from core.admin import CsvImportAdminMixin
 from core.errors import ApplicationError
 from enterprises.imports import ProviderImport, RegistryImport
 from enterprises.models import IndustryClass, Organisation, PortalAccount, Provider, ProviderApiKey, StaffAffiliation
+from enterprises.privacy import PERSONAL_FIELDS, can_see_personal_data, mask
 from enterprises.services import provider_key_create, provider_key_revoke
 
 
@@ -60,6 +61,36 @@ class OrganisationAdmin(CsvImportAdminMixin, admin.ModelAdmin):
     list_select_related = ["industry"]
     autocomplete_fields = ["industry"]
     readonly_fields = ["uscc_checksum_ok", "data_quality_note", "created_at", "updated_at"]
+
+    def get_search_fields(self, request):
+        fields = super().get_search_fields(request)
+        if can_see_personal_data(request.user):
+            return fields
+        return [field for field in fields if field not in PERSONAL_FIELDS]
+
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        if can_see_personal_data(request.user):
+            return fields
+        return [f"masked_{field}" if field in PERSONAL_FIELDS else field for field in fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if not can_see_personal_data(request.user):
+            fields += [f"masked_{field}" for field in PERSONAL_FIELDS]
+        return fields
+
+    @admin.display(description=_("contact phone"))
+    def masked_contact_phone(self, obj):
+        return mask("contact_phone", obj.contact_phone)
+
+    @admin.display(description=_("contact email"))
+    def masked_contact_email(self, obj):
+        return mask("contact_email", obj.contact_email)
+
+    @admin.display(description=_("bank account"))
+    def masked_bank_account(self, obj):
+        return mask("bank_account", obj.bank_account)
 
     @admin.display(description=_("data quality"), boolean=False)
     def data_quality(self, obj):

@@ -82,6 +82,7 @@ class Organisation(models.Model):
         verbose_name = _("organisation")
         verbose_name_plural = _("organisations")
         ordering = ["name"]
+        permissions = [("view_personal_data", _("Can see phones, e-mails and bank accounts unmasked"))]
         constraints = [
             models.CheckConstraint(condition=Q(rd_staff__gte=0), name="org_rd_staff_not_negative"),
             models.CheckConstraint(condition=Q(paid_in_capital__gte=0), name="org_paid_in_not_negative"),

@@ -19,6 +19,7 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         ],
         "enterprises.view_industryclass",
         "enterprises.change_industryclass",
+        "enterprises.view_personal_data",
         "enterprises.view_staffaffiliation",
         "enterprises.add_staffaffiliation",
         *[
@@ -110,6 +111,7 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "audit.view_workspace",
         "audit.export_data",
         "audit.view_exportrecord",
+        "enterprises.view_personal_data",
     ],
 }
 

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from enterprises.models import Organisation
+from enterprises.privacy import PERSONAL_FIELDS, can_see_personal_data, mask
 
 
 class OrganisationSerializer(serializers.ModelSerializer):
@@ -36,6 +37,14 @@ class OrganisationSerializer(serializers.ModelSerializer):
             "data_quality_note",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is None or not can_see_personal_data(request.user, instance.pk):
+            for field in PERSONAL_FIELDS:
+                data[field] = mask(field, data.get(field))
+        return data
 
 
 class MeSerializer(serializers.Serializer):
