@@ -170,7 +170,7 @@ def test_the_list_costs_the_same_queries_for_3_and_for_30_organisations(
 
     for _ in range(27):
         factories.make_organisation()
-    with django_assert_max_num_queries(7)  # +1: the permission check for personal data:
+    with django_assert_max_num_queries(7):  # +1: the permission check for personal data
         response = client.get(ORGANISATIONS)
 
     assert response.json()["count"] == (30 if persona == "officer" else 1)
