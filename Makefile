@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_SCALE ?= 200
 
-.PHONY: demo test lint format clean bench-ingest evaluate-fraud
+.PHONY: demo test lint format clean serve bench-ingest evaluate-fraud
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -36,6 +36,11 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles var
+
+## make serve: gunicorn + Celery worker + beat on PostgreSQL and Redis (production settings)
+serve: $(STAMP)
+	mkdir -p var
+	bin/serve
 
 ## Benchmarks (need DATABASE_URL naming a PostgreSQL database of their own: they wipe usage)
 bench-ingest: $(STAMP)
