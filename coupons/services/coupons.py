@@ -80,34 +80,42 @@ def _require_reason(reason: str) -> str:
     return reason.strip()
 
 
-@transaction.atomic
-def coupon_freeze(*, coupon: Coupon, actor, reason: str) -> Coupon:
+def _switch(coupon: Coupon, *, actor, reason: str, source: str, target: str, action: str, refusal: str) -> Coupon:
+    """Move a coupon between active and frozen, with its audit entry."""
     reason = _require_reason(reason)
     coupon = _locked(coupon)
-    if coupon.state != Coupon.State.ACTIVE:
-        raise CouponStateError(
-            _("Only an active coupon can be frozen; this one is %(state)s.") % {"state": coupon.get_state_display()}
-        )
-    coupon.state = Coupon.State.FROZEN
+    if coupon.state != source:
+        raise CouponStateError(refusal % {"state": coupon.get_state_display()})
+    coupon.state = target
     coupon.save(update_fields=["state"])
-    audit_record(actor=actor, obj=coupon, action="coupon.freeze", from_state="active", to_state="frozen", reason=reason)
+    audit_record(actor=actor, obj=coupon, action=action, from_state=source, to_state=target, reason=reason)
     return coupon
+
+
+@transaction.atomic
+def coupon_freeze(*, coupon: Coupon, actor, reason: str) -> Coupon:
+    return _switch(
+        coupon,
+        actor=actor,
+        reason=reason,
+        source=Coupon.State.ACTIVE,
+        target=Coupon.State.FROZEN,
+        action="coupon.freeze",
+        refusal=_("Only an active coupon can be frozen; this one is %(state)s."),
+    )
 
 
 @transaction.atomic
 def coupon_unfreeze(*, coupon: Coupon, actor, reason: str) -> Coupon:
-    reason = _require_reason(reason)
-    coupon = _locked(coupon)
-    if coupon.state != Coupon.State.FROZEN:
-        raise CouponStateError(
-            _("Only a frozen coupon can be unfrozen; this one is %(state)s.") % {"state": coupon.get_state_display()}
-        )
-    coupon.state = Coupon.State.ACTIVE
-    coupon.save(update_fields=["state"])
-    audit_record(
-        actor=actor, obj=coupon, action="coupon.unfreeze", from_state="frozen", to_state="active", reason=reason
+    return _switch(
+        coupon,
+        actor=actor,
+        reason=reason,
+        source=Coupon.State.FROZEN,
+        target=Coupon.State.ACTIVE,
+        action="coupon.unfreeze",
+        refusal=_("Only a frozen coupon can be unfrozen; this one is %(state)s."),
     )
-    return coupon
 
 
 def return_balance(coupon: Coupon, *, kind: str, actor, reason: str, to_state: str) -> Coupon:
