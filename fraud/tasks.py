@@ -5,6 +5,7 @@ late, so a worker killed mid-task leaves the work to another."""
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 from django.core.cache import cache
 
 RESCORE_CHUNK = 5000
@@ -50,8 +51,10 @@ def rescore_enterprises(enterprise_ids: list[int]) -> str:
 
 
 def queue_rescore_of_enterprises(enterprise_ids) -> None:
-    """Debounced: a burst of usage batches becomes one rescore a minute later."""
-    if not enterprise_ids:
+    """Debounced: a burst of usage batches becomes one rescore a minute later. Without a broker
+    (tasks in-process) the rescore would run inside the provider's request, so it is left to
+    ``score_risk`` then (``FRAUD_RESCORE_ON_USAGE``)."""
+    if not enterprise_ids or not settings.FRAUD_RESCORE_ON_USAGE:
         return
     if cache.add(PENDING, 1, timeout=DEBOUNCE_SECONDS * 2):
         rescore_enterprises.apply_async(args=[sorted(enterprise_ids)], countdown=DEBOUNCE_SECONDS)

@@ -123,6 +123,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
+# Rescore the enterprises whose usage changed. Off by default without a broker: in-process it
+# would run inside the provider's ingestion request.
+FRAUD_RESCORE_ON_USAGE = env_bool("FRAUD_RESCORE_ON_USAGE", not CELERY_TASK_ALWAYS_EAGER)
 CELERY_BEAT_SCHEDULE: dict = {
     # Coupons past their validity return their unspent balance to the budget.
     "expire-coupons": {"task": "coupons.tasks.expire_coupons", "schedule": 15 * 60},

@@ -14,3 +14,5 @@ LANGUAGE_CODE = "en"
 # Sign-in lockout is tested with it switched on (tests/security); elsewhere tests sign in freely.
 AXES_ENABLED = False
 WHITENOISE_USE_FINDERS = True
+# Tests exercise the usage-triggered rescore (in-process).
+FRAUD_RESCORE_ON_USAGE = True

@@ -38,12 +38,23 @@ class UsageRecord(models.Model):
     provider's own figures are kept as sent (card-hours of its card model, amount billed) next
     to the normalised standard unit (dense FP16 PFLOPS-hours) and the price per card-hour."""
 
+    # No separate indexes on provider, enterprise and redemption: the unique (provider,
+    # record_id), the (enterprise, provider, started_at) and the redemption indexes of Meta cover
+    # them, and every index slows ingestion.
     provider = models.ForeignKey(
-        "enterprises.Provider", verbose_name=_("provider"), on_delete=models.PROTECT, related_name="usage_records"
+        "enterprises.Provider",
+        verbose_name=_("provider"),
+        on_delete=models.PROTECT,
+        related_name="usage_records",
+        db_index=False,
     )
     record_id = models.CharField(_("record id"), max_length=64)
     enterprise = models.ForeignKey(
-        "enterprises.Organisation", verbose_name=_("enterprise"), on_delete=models.PROTECT, related_name="usage_records"
+        "enterprises.Organisation",
+        verbose_name=_("enterprise"),
+        on_delete=models.PROTECT,
+        related_name="usage_records",
+        db_index=False,
     )
     accelerator = models.ForeignKey(
         "coupons.Accelerator", verbose_name=_("card model"), on_delete=models.PROTECT, related_name="+"
@@ -64,7 +75,12 @@ class UsageRecord(models.Model):
     received_at = models.DateTimeField(_("received"))
     # The redemption this record backs now (a reversal frees it again).
     redemption = models.ForeignKey(
-        "coupons.Redemption", null=True, blank=True, on_delete=models.PROTECT, related_name="usage_records"
+        "coupons.Redemption",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="usage_records",
+        db_index=False,
     )
 
     class Meta:
