@@ -337,15 +337,16 @@ def _summary_similarity(texts, owners):
 
 
 def _reference_prices(program, usage):
-    """Price per card-hour per card: the staff's dated reference price in force at the
-    programme's opening, else the median of providers' average billed prices in the period."""
+    """Price per card-hour per card: the staff's latest dated reference price up to the
+    programme's close, else the median of providers' average billed prices in the period. Only
+    positive prices count (a free card has no price to compare with)."""
     import pandas as pd
 
     from coupons.models import ReferencePrice
 
     prices = {}
     for accelerator_id, price in (
-        ReferencePrice.objects.filter(valid_from__lte=program.closes)
+        ReferencePrice.objects.filter(valid_from__lte=program.closes, price_per_card_hour__gt=0)
         .order_by("accelerator_id", "-valid_from")
         .values_list("accelerator_id", "price_per_card_hour")
     ):
@@ -353,6 +354,7 @@ def _reference_prices(program, usage):
     if len(usage):
         by_provider = usage.groupby(["accelerator_id", "provider_id"])[["amount", "card_hours"]].sum()
         average = (by_provider["amount"] / by_provider["card_hours"]).groupby(level=0).median()
+        average = average[average > 0]
         for accelerator_id, price in average.items():
             prices.setdefault(accelerator_id, float(price))
     return pd.Series(prices, dtype=float)
@@ -589,8 +591,11 @@ def build_features(program, *, today: dt.date | None = None):
 
     direct = np.zeros(len(apps))
     for column in identity_columns:
+        # A value shared by more than SHARE_CAP organisations (a park's address) is no link.
+        generic = orgs[column].map(orgs[column].value_counts()) > SHARE_CAP
+        specific = set(orgs.loc[~generic & (orgs[column] != ""), column])
         mine, theirs = applicant[column].to_numpy(), provider_org[column].to_numpy()
-        direct += (mine != "") & (mine == theirs)
+        direct += (mine != "") & (mine == theirs) & np.isin(mine, list(specific))
     features["related_direct"] = direct
     components = _components(orgs, identity_columns)
     same = components.loc[apps["organisation_id"]].to_numpy() == components.loc[apps["provider_org_id"]].to_numpy()
@@ -617,11 +622,11 @@ def build_features(program, *, today: dt.date | None = None):
         apps["organisation_id"].map(earlier.groupby("organisation_id")["fraud"].sum()).fillna(0).astype(float)
     )
     other = _frame(
-        Application.objects.exclude(program=program).filter(
-            organisation_id__in=apps["organisation_id"].unique().tolist()
-        )
+        Application.objects.exclude(program=program)
+        .exclude(status__in=["draft", "withdrawn"])
+        .filter(organisation_id__in=apps["organisation_id"].unique().tolist())
         if len(apps) < 20000
-        else Application.objects.exclude(program=program),
+        else Application.objects.exclude(program=program).exclude(status__in=["draft", "withdrawn"]),
         ["organisation_id", "claimed_amount"],
     )
     if len(other):

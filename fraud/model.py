@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import pickle
+import secrets
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -163,7 +164,8 @@ class FraudModel:
 
         self.feature_names = names
         self.fingerprint = print_
-        self.version = f"v{self.FORMAT_VERSION}-{timezone.now():%Y%m%d%H%M%S}-{print_[:8]}"
+        # The time, the data's fingerprint and a random tail: unique even when retrained twice a second.
+        self.version = f"v{self.FORMAT_VERSION}-{timezone.now():%Y%m%d%H%M%S}-{print_[:8]}-{secrets.token_hex(3)}"
         self.sklearn_version = sklearn.__version__
         self.scaler, self.anomaly, self.anomaly_reference = scaler, anomaly, reference
         self.supervised, self.explainer, self.metrics = supervised, explainer, metrics

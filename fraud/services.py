@@ -48,6 +48,7 @@ def case_add_note(*, case: Case, actor, body: str) -> CaseNote:
     _require_auditor(actor)
     if not body.strip():
         raise ValidationFailed(_("A note cannot be empty."), details=[Problem(_("required"), column="body")])
+    case = Case.objects.select_for_update().get(pk=case.pk)
     if case.state != Case.State.OPEN:
         raise Conflict(_("The case is closed."))
     return CaseNote.objects.create(case=case, author=actor, body=body.strip())
@@ -89,7 +90,14 @@ def case_close(*, case: Case, actor, finding: str, reason: str) -> Case:
     if finding in (Case.Finding.FRAUD, Case.Finding.CLEARED):
         verdict = Outcome.Verdict.FRAUD if finding == Case.Finding.FRAUD else Outcome.Verdict.CLEAN
         Outcome.objects.update_or_create(
-            application=application, defaults={"verdict": verdict, "source": Outcome.Source.CASE, "recorded_by": actor}
+            application=application,
+            # A changed verdict counts as a new outcome for retraining.
+            defaults={
+                "verdict": verdict,
+                "source": Outcome.Source.CASE,
+                "recorded_by": actor,
+                "recorded_at": timezone.now(),
+            },
         )
     audit_record(
         actor=actor,

@@ -76,10 +76,10 @@ def train_fraud_model(*, force: bool = False) -> TrainResult:
 
 
 def retrain_due() -> bool:
-    """Enough new outcomes since the model in use was trained (or no model at all)."""
+    """Enough new outcomes since the model in use was trained, or no usable model at all."""
     active = ModelVersion.objects.filter(active=True).first()
-    if active is None:
-        return Outcome.objects.exists()
+    if active is None or current_model() is None:
+        return True  # no usable model (none yet, or its file is gone, altered or outdated)
     return Outcome.objects.filter(recorded_at__gt=active.trained_at).count() >= RETRAIN_AFTER_NEW_OUTCOMES
 
 
