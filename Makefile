@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_SCALE ?= 200
 
-.PHONY: demo test lint format clean serve bench-ingest evaluate-fraud
+.PHONY: demo test lint format clean serve bench-ingest bench-export evaluate-fraud
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -46,6 +46,10 @@ serve: $(STAMP)
 bench-ingest: $(STAMP)
 	@case "$$DATABASE_URL" in postgres*) ;; *) echo "set DATABASE_URL to a PostgreSQL database of its own"; exit 2;; esac
 	$(PY) -m bench.ingest --yes
+
+bench-export: $(STAMP)
+	@case "$$DATABASE_URL" in postgres*) ;; *) echo "set DATABASE_URL to a PostgreSQL database of its own"; exit 2;; esac
+	$(PY) -m bench.export --yes
 
 ## The fraud module's quality on demo data (see README, Fraud quality)
 evaluate-fraud: $(STAMP)

@@ -85,18 +85,25 @@ def _python_rows(audit_list: AuditList, queryset, counter: list[int]) -> Iterato
         yield buffer.getvalue().encode()
 
 
-def _sql_cell(column_sql: str, kind: str) -> str:
-    """The same formatting as ``format_cell``, in PostgreSQL."""
+FORMULA_CODES = ", ".join(str(ord(char)) for char in FORMULA_STARTS)  # for ascii(), cheaper than left()
+
+
+def _sql_cell(column_sql: str, kind: str, *, iso_datestyle: bool = True) -> str:
+    """The same formatting as ``format_cell``, in PostgreSQL, in the cheapest form that gives
+    the same text (the export benchmark holds it to half the speed of a bare COPY)."""
     if kind == DATETIME:
-        return f"to_char({column_sql} AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI:SS')"
+        local = f"({column_sql} AT TIME ZONE 'Asia/Shanghai')"
+        if iso_datestyle:  # the ISO DateStyle prints 'YYYY-MM-DD HH:MM:SS' itself
+            return f"date_trunc('second', {local})::text"
+        return f"to_char({local}, 'YYYY-MM-DD HH24:MI:SS')"
     if kind == DATE:
-        return f"to_char({column_sql}, 'YYYY-MM-DD')"
+        return f"({column_sql})::text" if iso_datestyle else f"to_char({column_sql}, 'YYYY-MM-DD')"
     if kind in (MONEY, NUMBER, INTEGER):
-        return f"({column_sql})::text"
+        return column_sql  # COPY writes numbers as their plain text already
     if kind == BOOLEAN:
         return f"CASE WHEN {column_sql} THEN 'true' WHEN NOT {column_sql} THEN 'false' END"
     text = f"({column_sql})::text"
-    return f"CASE WHEN left({text}, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r') THEN '''' || {text} ELSE {text} END"
+    return f"CASE WHEN ascii({text}) IN ({FORMULA_CODES}) THEN '''' || {text} ELSE {text} END"
 
 
 def copy_sql(audit_list: AuditList, queryset) -> str:
@@ -105,8 +112,12 @@ def copy_sql(audit_list: AuditList, queryset) -> str:
     sql, params = queryset.values_list(*audit_list.keys).query.sql_with_params()
     inner = connection.ops.compose_sql(sql, params)
     names = [f"c{i}" for i in range(len(audit_list.columns))]
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW DateStyle")
+        iso = cursor.fetchone()[0].upper().startswith("ISO")
     select = ", ".join(
-        _sql_cell(f"t.{name}", column.kind) for name, column in zip(names, audit_list.columns, strict=True)
+        _sql_cell(f"t.{name}", column.kind, iso_datestyle=iso)
+        for name, column in zip(names, audit_list.columns, strict=True)
     )
     # The inner query is the ORM's, its parameters bound by psycopg; the rest is our own text.
     return f"COPY (SELECT {select} FROM ({inner}) AS t({', '.join(names)})) TO STDOUT WITH (FORMAT csv)"  # noqa: S608
