@@ -29,6 +29,7 @@ BOM = "\ufeff".encode()
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 GENESIS = "0" * 64
 CHUNK_BYTES = 256 * 1024
+CENT = Decimal("0.01")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # in Asia/Shanghai, without an offset Excel would not read
 
 
@@ -44,7 +45,9 @@ def format_cell(value, kind: str) -> str:
         return timezone.localtime(value).strftime(TIME_FORMAT)
     if kind == DATE:
         return value.isoformat()
-    if kind in (MONEY, NUMBER):
+    if kind == MONEY:  # yuan with two places, whatever an aggregate returned
+        return format(Decimal(str(value)).quantize(CENT), "f")
+    if kind == NUMBER:
         return format(value, "f") if isinstance(value, Decimal) else repr(float(value))
     if kind == INTEGER:
         return str(int(value))
@@ -61,9 +64,19 @@ def header_row(audit_list: AuditList) -> list[str]:
     return labels
 
 
+def _write_row(writer, buffer: io.StringIO, cells: list[str]) -> None:
+    """One CSV row ending in \\n, as PostgreSQL's COPY writes it. The writer's terminator is
+    \\r\\n so that it quotes cells holding a carriage return (Python 3.11 quotes only the
+    terminator's characters); the row's own \\r\\n is then turned into \\n."""
+    writer.writerow(cells)
+    buffer.seek(buffer.tell() - 2)
+    buffer.truncate()
+    buffer.write("\n")
+
+
 def _csv_line(cells: list[str]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    _write_row(csv.writer(buffer, lineterminator="\r\n"), buffer, cells)
     return buffer.getvalue()
 
 
@@ -73,9 +86,9 @@ def _csv_line(cells: list[str]) -> str:
 def _python_rows(audit_list: AuditList, queryset, counter: list[int]) -> Iterator[bytes]:
     kinds = [column.kind for column in audit_list.columns]
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")  # PostgreSQL's COPY ends lines with \n too
+    writer = csv.writer(buffer, lineterminator="\r\n")
     for row in queryset.values_list(*audit_list.keys).iterator(chunk_size=5000):
-        writer.writerow([format_cell(value, kind) for value, kind in zip(row, kinds, strict=True)])
+        _write_row(writer, buffer, [format_cell(value, kind) for value, kind in zip(row, kinds, strict=True)])
         counter[0] += 1
         if buffer.tell() >= CHUNK_BYTES:
             yield buffer.getvalue().encode()
@@ -99,7 +112,9 @@ def _sql_cell(column_sql: str, kind: str, *, iso_datestyle: bool = True) -> str:
     if kind == DATE:
         return f"({column_sql})::text" if iso_datestyle else f"to_char({column_sql}, 'YYYY-MM-DD')"
     if kind in (MONEY, NUMBER, INTEGER):
-        return column_sql  # COPY writes numbers as their plain text already
+        # COPY writes numbers as their plain text already; money columns and the money sums of
+        # the lists keep two places in PostgreSQL (numeric(…, 2), a 0.00 default).
+        return column_sql
     if kind == BOOLEAN:
         return f"CASE WHEN {column_sql} THEN 'true' WHEN NOT {column_sql} THEN 'false' END"
     text = f"({column_sql})::text"

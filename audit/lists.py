@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db.models import DecimalField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
@@ -123,7 +124,7 @@ def audit_filterset(
 
 # --- the lists -------------------------------------------------------------------------------
 
-ZERO = Value(0, output_field=DecimalField(max_digits=16, decimal_places=2))
+ZERO = Value(Decimal("0.00"), output_field=DecimalField(max_digits=16, decimal_places=2))
 
 LISTS: dict[str, AuditList] = {}
 

@@ -9,6 +9,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit.exports import export_stream
 from audit.lists import LISTS, AuditList, filtered, ordered
@@ -100,4 +101,18 @@ def dashboard(request):
         raise PermissionDenied
     from audit.dashboards import dashboard as figures
 
-    return render(request, "audit/dashboard.html", {"figures": figures()})
+    labels = {
+        "forecast": _("forecast"),
+        "applications": _("applications"),
+        "granted": _("granted (yuan)"),
+        "high_share": _("high-risk share"),
+        "enterprises": _("enterprises"),
+        "flagged": _("flagged high risk"),
+        "claimed": _("claimed card-hours"),
+        "metered": _("metered card-hours"),
+        "leverage": _("yuan of own spend per yuan of subsidy"),
+        "domestic": _("domestic share"),
+    }
+    return render(
+        request, "audit/dashboard.html", {"figures": figures(), "labels": {k: str(v) for k, v in labels.items()}}
+    )
