@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -34,9 +34,15 @@ def case_open(*, application, actor, note: str = "") -> Case:
     _require_auditor(actor)
     if Case.objects.filter(application=application, state=Case.State.OPEN).exists():
         raise Conflict(_("This application already has an open case."))
-    case = Case.objects.create(
-        application=application, assessment=application.assessments.order_by("-created_at").first(), opened_by=actor
-    )
+    try:
+        with transaction.atomic():  # a racing auditor's case wins the unique constraint
+            case = Case.objects.create(
+                application=application,
+                assessment=application.assessments.order_by("-created_at").first(),
+                opened_by=actor,
+            )
+    except IntegrityError:
+        raise Conflict(_("This application already has an open case.")) from None
     if note.strip():
         CaseNote.objects.create(case=case, author=actor, body=note.strip())
     audit_record(actor=actor, obj=case, action="case.open", to_state="open", reason=note)

@@ -384,6 +384,9 @@ def _write(provider: Provider, batch: UsageBatch, new_rows: list, enterprises: d
                 f"{digest}\t{batch.pk}\t{received}\n"
             )
         with (
+            # psycopg's errors from COPY (a unique violation when a racing batch stored the same
+            # record) become Django's, so that usage_ingest's retry catches them.
+            connection.wrap_database_errors,
             connection.cursor() as cursor,
             cursor.copy(f"COPY coupons_usagerecord ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy,
         ):
