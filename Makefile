@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_SCALE ?= 200
 
-.PHONY: demo test lint format clean serve bench-ingest bench-export evaluate-fraud
+.PHONY: demo test lint format clean serve bench-ingest bench-export bench-score bench-load simulate evaluate-fraud
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -50,6 +50,21 @@ bench-ingest: $(STAMP)
 bench-export: $(STAMP)
 	@case "$$DATABASE_URL" in postgres*) ;; *) echo "set DATABASE_URL to a PostgreSQL database of its own"; exit 2;; esac
 	$(PY) -m bench.export --yes
+
+bench-score: $(STAMP)
+	@case "$$DATABASE_URL" in postgres*) ;; *) echo "set DATABASE_URL to a PostgreSQL database of its own"; exit 2;; esac
+	$(PY) -m bench.score --yes
+
+bench-load: $(STAMP)
+	$(PY) -m bench.load --yes
+
+## make simulate: many workers doing random valid and invalid operations; invariants after every step
+SIM_WORKERS ?= 16
+SIM_OPERATIONS ?= 5000
+SIM_SEED ?= 123
+simulate: $(STAMP)
+	@case "$$DATABASE_URL" in postgres*) ;; *) echo "set DATABASE_URL to a PostgreSQL database of its own"; exit 2;; esac
+	$(PY) -m tests.simulation --workers $(SIM_WORKERS) --operations $(SIM_OPERATIONS) --seed $(SIM_SEED)
 
 ## The fraud module's quality on demo data (see README, Fraud quality)
 evaluate-fraud: $(STAMP)

@@ -22,6 +22,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _no_language_left_over():
+    """A test that asks for Chinese must not leave it active for the next one."""
+    from django.utils import translation
+
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def on_postgres():
     return connection.vendor == "postgresql"

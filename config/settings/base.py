@@ -123,6 +123,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
+# A broker that does not answer must not hold a web request: short timeouts, one quick retry.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 2, "socket_connect_timeout": 2}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 # Rescore the enterprises whose usage changed. Off by default without a broker: in-process it
 # would run inside the provider's ingestion request.
 FRAUD_RESCORE_ON_USAGE = env_bool("FRAUD_RESCORE_ON_USAGE", not CELERY_TASK_ALWAYS_EAGER)
