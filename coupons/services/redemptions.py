@@ -65,6 +65,14 @@ def statement_for(provider: Provider, month: dt.date) -> Statement:
     return statement
 
 
+def locked_statement(provider: Provider, month: dt.date) -> Statement:
+    """The provider's statement for the month, locked. Lock order everywhere: the statement,
+    then the coupon, then the ledger accounts (claims, payments and reversals alike), so that
+    they wait for each other instead of deadlocking, and a claim never posts to a statement
+    that was paid while it worked."""
+    return Statement.objects.select_for_update().get(pk=statement_for(provider, month).pk)
+
+
 @dataclass(frozen=True)
 class ClaimRequest:
     coupon_code: str
@@ -140,6 +148,7 @@ def redemption_claim(
     if problems:
         raise ValidationFailed(_("The billing period is not valid."), details=problems)
 
+    statement = locked_statement(provider, request.period_start)
     coupon = (
         Coupon.objects.select_for_update(of=("self",))
         .select_related("program", "organisation", "account", "provider__organisation")
@@ -242,7 +251,6 @@ def redemption_claim(
     if subsidy <= 0:
         raise RedemptionRefused(_("Nothing can be redeemed: the coupon's balance or the annual cap is used up."))
 
-    statement = statement_for(provider, request.period_start)
     try:
         with transaction.atomic():
             redemption = Redemption.objects.create(
@@ -325,12 +333,12 @@ def redemption_approve_adjustment(*, redemption: Redemption, actor, reason: str)
     )
     if redemption.state != Redemption.State.PENDING_ADJUSTMENT:
         raise Conflict(_("Only a redemption awaiting an adjustment can be approved."))
+    statement = locked_statement(redemption.provider, timezone.localdate())
     coupon = (
         Coupon.objects.select_for_update(of=("self",)).select_related("program", "account").get(pk=redemption.coupon_id)
     )
     if coupon.state != Coupon.State.ACTIVE or coupon.account.balance < redemption.subsidy:
         raise RedemptionRefused(_("The coupon can no longer carry this redemption."))
-    statement = statement_for(redemption.provider, timezone.localdate())
     if statement.is_closed:
         raise RedemptionRefused(_("This month's statement is closed too."))
     redemption.reason = reason.strip()
