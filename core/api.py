@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -31,6 +32,13 @@ def _flatten(detail, prefix: str = "") -> list[dict]:
             problem["field"] = prefix
         problems.append(problem)
     return problems
+
+
+class Pagination(LimitOffsetPagination):
+    """Pages of at most 1,000 rows: a client cannot ask the database for a page it cannot hold
+    (``?limit=2**63``) or for the whole table at once."""
+
+    max_limit = 1000
 
 
 def error_body(code: str, message: str, details: list[dict] | None = None) -> dict:

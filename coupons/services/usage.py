@@ -135,13 +135,21 @@ def parse_csv_records(data: bytes) -> list[dict]:
     if problems:
         raise ValidationFailed("The header of the usage file is not valid.", details=problems)
     records = []
-    for cells in reader:
+    try:
+        rows = list(reader)
+    except csv.Error as error:
+        raise ValidationFailed(
+            "The usage file is not valid CSV.", details=[Problem(f"unreadable CSV: {error}", line=reader.line_num)]
+        ) from None
+    if not any(rows):
+        raise ValidationFailed("The file has a header but no rows.", details=[Problem("no data rows", line=2)])
+    for line, cells in enumerate(rows, start=2):
         if not cells:
             continue
         if len(cells) != len(header):
             raise ValidationFailed(
                 "A row of the usage file has the wrong number of cells.",
-                details=[Problem(f"has {len(cells)} cells, the header has {len(header)}", line=reader.line_num)],
+                details=[Problem(f"has {len(cells)} cells, the header has {len(header)}", line=line)],
             )
         records.append(dict(zip(header, (cell.strip() for cell in cells), strict=True)))
     return records

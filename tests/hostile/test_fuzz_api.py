@@ -76,6 +76,10 @@ KNOWN_BUGS = {
     "IntegrityError: datatype mismatch": "a page limit of 2**63 or more (SQLite)",
     "DataError: bigint out of range": "a page limit of 2**63 or more (PostgreSQL)",
 }
+# 4xx not in the error shape, already reported likewise, matched on the body.
+KNOWN_SHAPE_BUGS = {
+    b"<title>Bad Request (400)</title>": "Django's HTML 400 page under /api/ (a bad Host header)",
+}
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 ROLES = ["anonymous", "owner", "provider_key", "reviewer", "officer", "auditor"]
 
@@ -325,6 +329,12 @@ def known_bug(tracebacks: list[tuple[str, str]]) -> str | None:
     return next((name for signature, name in KNOWN_BUGS.items() if signature in error), None)
 
 
+def known_shape_bug(content: bytes) -> str | None:
+    if STRICT:
+        return None
+    return next((name for signature, name in KNOWN_SHAPE_BUGS.items() if signature in content), None)
+
+
 def check(case, who: Credentials, response, tracebacks: list, seen: Counter) -> None:
     status = response.status_code
     seen[(case.operation.label, status)] += 1
@@ -334,6 +344,9 @@ def check(case, who: Credentials, response, tracebacks: list, seen: Counter) -> 
     assert status < 500, "server error\n" + describe(case, who, response, tracebacks)
     if 400 <= status < 500:
         problems = error_shape_problems(status, response.content)
+        if problems and (bug := known_shape_bug(response.content)):
+            seen[("known bug", bug)] += 1
+            return
         assert not problems, f"{problems}\n" + describe(case, who, response, tracebacks)
 
 
@@ -573,12 +586,6 @@ def test_a_fuzz_finding_usage_batch_is_answered_below_500(overrides, provider, o
     assert not error_shape_problems(response.status_code, response.content) or response.status_code < 400
 
 
-@pytest.mark.xfail(
-    reason="BUG: LimitOffsetPagination has no max_limit (config/settings/base.py:145, DEFAULT_PAGINATION_CLASS): "
-    "?limit=2**63 reaches the database as LIMIT and overflows it (SQLite: IntegrityError 'datatype mismatch', "
-    "PostgreSQL: DataError 'bigint out of range'): 500 on every list endpoint that has rows",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "url", ["/api/v1/programs/?limit=9223372036854775808", "/api/v1/statements/?limit=99999999999999999999999"]
 )
@@ -673,12 +680,21 @@ def test_deeply_nested_json_is_a_400_in_the_error_shape(who, owner, provider):
     "'Bad Request (400)' page, not the error shape",
     strict=True,
 )
-@pytest.mark.parametrize("case", ["unknown-host", "1200-query-parameters", "1200-form-fields", "120-uploaded-files"])
+@pytest.mark.parametrize(
+    "case", ["empty-host", "unknown-host", "1200-query-parameters", "1200-form-fields", "120-uploaded-files"]
+)
 def test_a_django_level_400_under_the_api_is_in_the_error_shape(case, officer, provider):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     many = "&".join(f"p{i}=1" for i in range(1200))
-    if case == "unknown-host":
+    if case == "empty-host":  # found by the fuzzer, as the officer: a Host header, empty
+        response = session_client(officer).post(
+            "/api/v1/redemptions/",
+            {"coupon": "FUZZ2026-EUW5-2SM7", "period_start": "2026-11-01", "period_end": "2026-11-30"},
+            format="json",
+            HTTP_HOST="",
+        )
+    elif case == "unknown-host":
         response = session_client(officer).get("/api/v1/me/", HTTP_HOST="evil.example")
     elif case == "1200-query-parameters":
         response = session_client(officer).get(f"/api/v1/applications/?{many}")

@@ -82,6 +82,10 @@ WEIGHTS = {
     "case_open": 2,
     "case_close": 2,
 }
+# Operations that cap what they take from a coupon at its balance (a claim) or return exactly
+# its balance (revocation, expiry, a case closed as fraud): the ledger's InsufficientFunds guard
+# must never be what answers them.
+TAKES_BALANCE = {"claim", "revoke", "expire_one", "expire_due", "case_close"}
 REASONS = ["核对发现计量异常", "provider asked for a correction", "重复申报", "audit request"]
 
 
@@ -674,6 +678,8 @@ class Executor:
         except Exception as error:  # a service must answer or refuse; anything else is a bug
             outcome = Outcome("error", f"{type(error).__name__}: {error}"[:400], trace=traceback.format_exc())
         outcome.broken = _broken(spec.get("expect"), outcome, facts)
+        if outcome.status == "refused" and outcome.detail == "insufficient_funds" and spec["op"] in TAKES_BALANCE:
+            outcome.broken = "never short of funds: it takes (or returns) at most the balance the coupon holds"
         return outcome, facts
 
     # resolving names

