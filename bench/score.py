@@ -30,7 +30,7 @@ What it does, in one run on one database:
 The last line is
 
 ```
-rescore 100000 applications in 41.2 s (2427 applications/s), GROUP BY enterprise 2.51 s, ratio 16.41
+rescore 100000 applications in 3022.1 s (33 applications/s), GROUP BY enterprise 5.15 s, ratio 586.60
 ```
 
 with ``ratio`` = rescore time / aggregation time (the best of ``--repeat`` of each). Exit status

@@ -592,10 +592,10 @@ def build_features(program, *, today: dt.date | None = None):
     direct = np.zeros(len(apps))
     for column in identity_columns:
         # A value shared by more than SHARE_CAP organisations (a park's address) is no link.
-        generic = orgs[column].map(orgs[column].value_counts()) > SHARE_CAP
-        specific = set(orgs.loc[~generic & (orgs[column] != ""), column])
+        counts = orgs[column].value_counts()
         mine, theirs = applicant[column].to_numpy(), provider_org[column].to_numpy()
-        direct += (mine != "") & (mine == theirs) & np.isin(mine, list(specific))
+        specific = applicant[column].map(counts).fillna(0).to_numpy() <= SHARE_CAP
+        direct += (mine != "") & (mine == theirs) & specific
     features["related_direct"] = direct
     components = _components(orgs, identity_columns)
     same = components.loc[apps["organisation_id"]].to_numpy() == components.loc[apps["provider_org_id"]].to_numpy()
