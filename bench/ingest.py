@@ -4,7 +4,8 @@
         .venv/bin/python -m bench.ingest --yes [--records 1000000] [--batch 5000] [--clients 3] [--workers 3]
 
 WARNING: this wipes every usage record and usage batch (``TRUNCATE coupons_usagerecord,
-coupons_usagebatch CASCADE``, which also empties ``coupons_redemptionline``) of the database
+coupons_usagebatch, coupons_usageweek CASCADE``, which also empties ``coupons_redemptionline``
+and the weekly sums) of the database
 that DATABASE_URL names, several times. Point it at a database of its own (``createdb bench``);
 it refuses to run without ``--yes`` or ``BENCH_OK=1``.
 
@@ -59,7 +60,7 @@ from bench.common import (
 
 USAGE_PATH = "/api/v1/usage/"
 KEY_NAME = "bench-ingest"
-TRUNCATE = "TRUNCATE coupons_usagerecord, coupons_usagebatch CASCADE"
+TRUNCATE = "TRUNCATE coupons_usagerecord, coupons_usagebatch, coupons_usageweek CASCADE"
 # Work the usage_ingested signal starts (the fraud rescore) is a Celery task. In production it
 # goes to the broker and runs elsewhere; without a broker, local settings run it inside the
 # request. The server queues it to kombu's in-process memory transport (nothing consumes it,

@@ -183,6 +183,13 @@ def _usage_backs_one() -> list[str]:
     return problems
 
 
+@check("weekly usage agrees with the records")
+def _usage_weeks_agree() -> list[str]:
+    from coupons.services import usage_weeks
+
+    return usage_weeks.differences()
+
+
 @check("redemptions within rate, balance and ledger")
 def _redemptions_bounded() -> list[str]:
     problems = []

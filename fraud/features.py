@@ -15,12 +15,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Case, Count, DecimalField, F, Q, Sum, Value, When
-from django.db.models.functions import ExtractHour, ExtractIsoWeekDay, Mod, TruncMonth
 from django.utils import timezone
 
 FLAT_HOURS = 24
 DEADLINE_DAYS = 21
+DEADLINE_WEEKS = DEADLINE_DAYS // 7
 SHARE_CAP = 50  # an attribute value shared by more organisations than this is generic (a park)
 SUBSIDY_TERMS = r"补贴|补助|算力券|申报|政策|扶持|奖励|资金支持|兑付|额度|免费|薅"
 WORK_TERMS = r"模型|训练|推理|数据集|算法|参数|准确率|样本|标注|微调|部署|客户|产品|检测|识别|预测|实验|精度|吞吐"
@@ -366,69 +365,52 @@ def usage_window(program, today: dt.date) -> tuple[dt.date, dt.date]:
     return program.opens, min(today, program.closes + dt.timedelta(days=program.validity_days))
 
 
-def _usage(program, today: dt.date):
-    """Usage in the programme's window, aggregated in one SQL query per (enterprise, provider,
-    card, month): sums and the counts the shape features need."""
-    from coupons.models import UsageRecord
+def _monday(day: dt.date) -> dt.date:
+    return day - dt.timedelta(days=day.weekday())
 
-    zone = timezone.get_current_timezone()
-    first, last = usage_window(program, today)
-    start = dt.datetime.combine(first, dt.time.min, tzinfo=zone)
-    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
-    # The last three weeks before the deadline (or before today, while the programme is open).
-    deadline_day = min(program.closes, today) - dt.timedelta(days=DEADLINE_DAYS - 1)
-    deadline = dt.datetime.combine(deadline_day, dt.time.min, tzinfo=zone)
-    deadline_end = dt.datetime.combine(min(program.closes, today) + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
-    decimal = DecimalField(max_digits=20, decimal_places=4)
-    zero = Value(0, output_field=decimal)
-    rows = (
-        UsageRecord.objects.filter(started_at__gte=start, started_at__lt=end)
-        .alias(hour=ExtractHour("started_at"), weekday=ExtractIsoWeekDay("started_at"), hundreds=Mod("amount", 100))
-        .values("enterprise_id", "provider_id", "accelerator_id", month=TruncMonth("started_at"))
-        .annotate(
-            records=Count("id"),
-            hours_total=Sum("card_hours"),
-            amount_total=Sum("amount"),
-            flat_hours=Sum(
-                Case(
-                    When(ended_at=F("started_at") + dt.timedelta(hours=FLAT_HOURS), then=F("card_hours")),
-                    default=zero,
-                    output_field=decimal,
-                )
-            ),
-            round_records=Count("id", filter=Q(hundreds=0)),
-            deadline_hours=Sum(
-                Case(
-                    When(started_at__gte=deadline, started_at__lt=deadline_end, then=F("card_hours")),
-                    default=zero,
-                    output_field=decimal,
-                )
-            ),
-            night_records=Count("id", filter=Q(hour__lt=6)),
-            weekend_records=Count("id", filter=Q(weekday__gte=6)),
-        )
-    )
+
+def deadline_weeks(program, today: dt.date) -> tuple[dt.date, dt.date]:
+    """The last three weeks before the deadline (before today, while the programme is open),
+    as the Mondays of the first and the last: the three local weeks ending with the one that
+    holds the deadline."""
+    last = _monday(min(program.closes, today))
+    return last - dt.timedelta(weeks=DEADLINE_WEEKS - 1), last
+
+
+def _usage(program, today: dt.date):
+    """Usage in the programme's window from the weekly sums (``coupons.UsageWeek``, kept by
+    ingestion) per enterprise, provider, card and local week, with the counters the shape
+    features need. The window is counted in whole weeks: from the week of the programme's
+    opening to the week of the window's last day."""
     import pandas as pd
 
-    columns = [
-        "enterprise_id",
-        "provider_id",
-        "accelerator_id",
-        "month",
-        "records",
-        "hours_total",
-        "amount_total",
-        "flat_hours",
-        "round_records",
-        "deadline_hours",
-        "night_records",
-        "weekend_records",
-    ]
-    frame = pd.DataFrame.from_records(list(rows.values_list(*columns)), columns=columns)
-    frame = frame.rename(columns={"hours_total": "card_hours", "amount_total": "amount"})
-    for column in ("card_hours", "amount", "flat_hours", "deadline_hours"):
-        frame[column] = frame[column].astype(float)
-    frame["month"] = pd.to_datetime(frame["month"], utc=True).dt.tz_convert(zone).dt.tz_localize(None)
+    from core.frames import read_frame
+
+    first, last = usage_window(program, today)
+    frame = read_frame(
+        "SELECT enterprise_id, provider_id, accelerator_id, week, records, CAST(card_hours AS float8), "
+        "CAST(amount AS float8), CAST(flat_card_hours AS float8), round_records, night_records, weekend_records "
+        "FROM coupons_usageweek WHERE week >= %s AND week <= %s",
+        [_monday(first), last],
+        [
+            "enterprise_id",
+            "provider_id",
+            "accelerator_id",
+            "week",
+            "records",
+            "card_hours",
+            "amount",
+            "flat_hours",
+            "round_records",
+            "night_records",
+            "weekend_records",
+        ],
+        dtypes={"card_hours": float, "amount": float, "flat_hours": float},
+    )
+    frame["week"] = pd.to_datetime(frame["week"]).astype("datetime64[ns]")
+    begin, end = deadline_weeks(program, today)
+    in_deadline = (frame["week"] >= pd.Timestamp(begin)) & (frame["week"] <= pd.Timestamp(end))
+    frame["deadline_hours"] = frame["card_hours"].where(in_deadline, 0.0)
     return frame
 
 
@@ -526,21 +508,21 @@ def build_features(program, *, today: dt.date | None = None):
         "weekend_records",
         "reference_cost",
     ]
-    app_start_month = applied_day.dt.to_period("M").dt.to_timestamp()
+    # Usage counts from the week that holds the first day of the month the applicant applied in.
+    month_start = applied_day.dt.to_period("M").dt.to_timestamp()
+    since = month_start - pd.to_timedelta(month_start.dt.weekday, unit="D")
     if len(usage):
         usage = usage.assign(reference_cost=usage["card_hours"] * usage["accelerator_id"].map(reference).fillna(0))
         usage = usage.rename(columns={"enterprise_id": "organisation_id"})
-        # Usage of the applicant at its provider from the month it applied on.
-        keyed = apps[pair].assign(app_id=apps.index, since=app_start_month).merge(usage, on=pair)
-        keyed = keyed[keyed["month"] >= keyed["since"]]
+        # Usage of the applicant at its provider.
+        keyed = apps[pair].assign(app_id=apps.index, since=since).merge(usage, on=pair)
+        keyed = keyed[keyed["week"] >= keyed["since"]]
         per_pair = keyed.groupby("app_id")[sums].sum()
-        by_enterprise = usage.groupby(["organisation_id", "month"])["card_hours"].sum().reset_index()
+        by_enterprise = usage.groupby(["organisation_id", "week"])["card_hours"].sum().reset_index()
         everything = (
-            apps[["organisation_id"]]
-            .assign(app_id=apps.index, since=app_start_month)
-            .merge(by_enterprise, on="organisation_id")
+            apps[["organisation_id"]].assign(app_id=apps.index, since=since).merge(by_enterprise, on="organisation_id")
         )
-        per_enterprise = everything[everything["month"] >= everything["since"]].groupby("app_id")["card_hours"].sum()
+        per_enterprise = everything[everything["week"] >= everything["since"]].groupby("app_id")["card_hours"].sum()
     else:
         per_pair = pd.DataFrame(columns=sums, dtype=float)
         per_enterprise = pd.Series(dtype=float)

@@ -6,7 +6,7 @@ from coupons.models.coupons import Coupon
 from coupons.models.ledger import Account, LedgerEntry, LedgerTransaction
 from coupons.models.programs import Program, RiskBand
 from coupons.models.redemptions import Redemption, RedemptionLine, ReferencePrice, Statement
-from coupons.models.usage import UsageBatch, UsageRecord
+from coupons.models.usage import UsageBatch, UsageRecord, UsageWeek
 
 __all__ = [
     "Accelerator",
@@ -25,5 +25,6 @@ __all__ = [
     "Statement",
     "UsageBatch",
     "UsageRecord",
+    "UsageWeek",
     "normalize_model_name",
 ]

@@ -100,3 +100,47 @@ class UsageRecord(models.Model):
 
     def __str__(self):
         return f"{self.record_id}"
+
+
+class UsageWeek(models.Model):
+    """Metered usage summed per (enterprise, provider, card model, local week): what the fraud
+    features read instead of every record. Maintained by ingestion in the transaction that
+    stores the records (``coupons.services.usage``), never edited; ``rebuild_usage_weeks``
+    recomputes it from the records and ``usage_weeks_in_step`` checks that the two agree.
+
+    The shape counters are those of the features: card-hours of flat 24-hour records, records
+    billing a whole hundred yuan, records starting between midnight and 6 a.m. and at weekends
+    (local time, Asia/Shanghai)."""
+
+    enterprise = models.ForeignKey(
+        "enterprises.Organisation",
+        verbose_name=_("enterprise"),
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,  # the unique key starts with it
+    )
+    provider = models.ForeignKey(
+        "enterprises.Provider", verbose_name=_("provider"), on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    accelerator = models.ForeignKey(
+        "coupons.Accelerator", verbose_name=_("card model"), on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    week = models.DateField(_("week (Monday)"))
+    records = models.PositiveIntegerField(_("records"))
+    card_hours = models.DecimalField(_("card-hours"), max_digits=18, decimal_places=4)
+    amount = models.DecimalField(_("amount billed (yuan)"), max_digits=18, decimal_places=2)
+    flat_card_hours = models.DecimalField(_("card-hours of flat 24-hour records"), max_digits=18, decimal_places=4)
+    round_records = models.PositiveIntegerField(_("records of a whole hundred yuan"))
+    night_records = models.PositiveIntegerField(_("records starting 0-6 a.m."))
+    weekend_records = models.PositiveIntegerField(_("records starting at weekends"))
+
+    class Meta:
+        verbose_name = _("weekly usage")
+        verbose_name_plural = _("weekly usage")
+        constraints = [
+            models.UniqueConstraint(fields=["enterprise", "provider", "accelerator", "week"], name="usage_week_once"),
+        ]
+        indexes = [models.Index(fields=["week"], name="usage_week_idx")]
+
+    def __str__(self):
+        return f"{self.enterprise_id}/{self.provider_id}/{self.accelerator_id} {self.week}"

@@ -34,6 +34,7 @@ from django.utils import timezone
 from core.errors import Conflict, Problem, ValidationFailed
 from coupons.models import UsageBatch, UsageRecord, normalize_model_name
 from coupons.selectors import accelerator_index
+from coupons.services import usage_weeks
 from enterprises.models import Organisation, Provider
 
 MAX_BATCH = 10_000
@@ -399,7 +400,15 @@ def _write(provider: Provider, batch: UsageBatch, new_rows: list, enterprises: d
             cursor.copy(f"COPY coupons_usagerecord ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy,
         ):
             copy.write("".join(lines))
-        return
+    else:
+        _create(provider, batch, new_rows, enterprises, now)
+    usage_weeks.add_records(
+        (enterprises[uscc], provider.pk, accelerator.pk, started, ended, card_hours, amount)
+        for (_index, _record_id, uscc, accelerator, _count, started, ended, card_hours, amount), _digest in new_rows
+    )
+
+
+def _create(provider: Provider, batch: UsageBatch, new_rows: list, enterprises: dict, now: dt.datetime) -> None:
     objects = []
     for (_index, record_id, uscc, accelerator, gpu_count, started, ended, card_hours, amount), digest in new_rows:
         price, standard = _derived(accelerator, card_hours, amount)

@@ -17,6 +17,7 @@ import pytest
 from django.core.cache import cache
 
 from coupons.models import Accelerator, UsageBatch, UsageRecord
+from coupons.services import usage_weeks
 from fraud import model as fraud_model
 from fraud.features import build_features
 from tests.coupons.conftest import make_program
@@ -80,8 +81,9 @@ def at(day: dt.date, hour: int = 10) -> dt.datetime:
 
 
 def add_usage(provider, enterprise, jobs, *, accelerator_name: str = A100) -> list[UsageRecord]:
-    """Store metered jobs directly (a GIVEN of the features, not the ingestion under test).
-    ``jobs``: (start, hours, cards, amount) per record."""
+    """Store metered jobs directly (a GIVEN of the features, not the ingestion under test), and
+    add them to the weekly sums as ingestion does. ``jobs``: (start, hours, cards, amount) per
+    record."""
     accelerator = Accelerator.objects.get(name=accelerator_name)
     batch = UsageBatch.objects.create(
         provider=provider,
@@ -111,7 +113,12 @@ def add_usage(provider, enterprise, jobs, *, accelerator_name: str = A100) -> li
                 received_at=start + dt.timedelta(hours=hours),
             )
         )
-    return UsageRecord.objects.bulk_create(records)
+    stored = UsageRecord.objects.bulk_create(records)
+    usage_weeks.add_records(
+        (r.enterprise_id, r.provider_id, r.accelerator_id, r.started_at, r.ended_at, r.card_hours, r.amount)
+        for r in stored
+    )
+    return stored
 
 
 def features_on(program, today: dt.date = TODAY):
