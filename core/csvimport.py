@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import NoReturn
 
 from django.db import transaction
 from django.utils import timezone
@@ -33,27 +34,70 @@ class CellError(ValueError):
 
 # --- decoding -----------------------------------------------------------------------------
 
+# A CJK ideograph (the unified blocks and the compatibility block).
+_IDEOGRAPH = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_IDEOGRAPHS = re.compile(f"[{_IDEOGRAPH}]")
+# Latin-1 or Windows-1252 read as GB18030: an accented letter and the ASCII letter after it
+# become one ideograph inside a Latin word ("Müller" reads as "M黮ler").
+_LATIN_READ_AS_GB18030 = re.compile(f"[A-Za-z][{_IDEOGRAPH}][A-Za-z]")
+
+
+def _line_at(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
 
 def decode_csv_bytes(data: bytes) -> str:
-    """UTF-8 (with or without BOM) first, then GB18030, which Excel on Chinese Windows writes."""
+    """The file's text: UTF-8 (with or without BOM), else GB18030, which Excel on Chinese Windows
+    writes. Anything else is refused with the line and the byte where reading stopped, never
+    guessed into mojibake: GB18030 is read only when the whole file decodes as GB18030 and
+    nothing says it is something else (``_gb18030_text``). A NUL byte anywhere is refused
+    (PostgreSQL text cannot hold one, and no CSV text file has one)."""
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ValidationFailed(
             "The file is UTF-16; save it as UTF-8 or GB18030 CSV.",
             details=[Problem("UTF-16 is not supported", line=1)],
         )
-    if b"\x00" in data[:65536]:
-        raise ValidationFailed("The file is not a CSV text file.", details=[Problem("contains NUL bytes", line=1)])
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise ValidationFailed(
+            "The file is not a CSV text file.", details=[Problem("contains NUL bytes", line=_line_at(data, nul))]
+        )
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8-sig")
+        return data[bom:].decode("utf-8")
     except UnicodeDecodeError as utf8_error:
-        try:
-            return data.decode("gb18030")
-        except UnicodeDecodeError:
-            line = data[: utf8_error.start].count(b"\n") + 1
-            raise ValidationFailed(
-                "The file is neither UTF-8 nor GB18030 text.",
-                details=[Problem(f"undecodable byte at offset {utf8_error.start}", line=line)],
-            ) from None
+        return _gb18030_text(data, bom + utf8_error.start, utf8_error.reason)
+
+
+def _gb18030_text(data: bytes, start: int, utf8_reason: str) -> str:
+    """``data``, not UTF-8 from byte ``start`` on, read as GB18030, or refused with the line of
+    that byte and the reason. Almost any byte string decodes as *something* in GB18030, so
+    decoding alone proves little: a UTF-8 file cut in a character or with rows pasted from
+    another encoding, and a Latin-1 file, read as plausible Chinese. The checks below refuse
+    those; a genuine GB18030 file trips them very rarely (its first bytes that are not UTF-8
+    come early, before two UTF-8 ideographs could), and is then refused, never imported wrong."""
+
+    def refuse(why: str) -> NoReturn:
+        raise ValidationFailed(
+            "The file is neither UTF-8 nor GB18030 text.",
+            details=[Problem(f"undecodable byte at offset {start}: {why}", line=_line_at(data, start))],
+        )
+
+    if data.startswith(codecs.BOM_UTF8):
+        refuse("the file begins with a UTF-8 byte-order mark, so it is not GB18030")
+    if utf8_reason == "unexpected end of data":
+        refuse("the file ends in the middle of a UTF-8 character (was it cut short?)")
+    ideographs = _IDEOGRAPHS.finditer(data[:start].decode("utf-8"))
+    if next(ideographs, None) and next(ideographs, None):
+        refuse("the Chinese text before it is UTF-8, so from here the file is broken or in another encoding")
+    try:
+        text = data.decode("gb18030")
+    except UnicodeDecodeError:
+        refuse("not UTF-8, nor GB18030")
+    latin = _LATIN_READ_AS_GB18030.search(text)
+    if latin:
+        refuse(f"read as GB18030 a Latin word would hold {latin.group()!r}; save the file as UTF-8")
+    return text
 
 
 # --- cell parsers -------------------------------------------------------------------------

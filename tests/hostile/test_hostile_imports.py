@@ -188,9 +188,6 @@ def test_a_nul_byte_is_refused(good_files, label):
     assert [p.reason for p in error.details] == ["contains NUL bytes"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: core/csvimport.py:44-45 reports a NUL byte at line 1 wherever it is (here line 3)", strict=True
-)
 def test_a_nul_byte_is_reported_at_its_line(good_files):
     importer_class, data = good_files["registry"]
     at = second_data_row_start(data) + 3
@@ -200,11 +197,6 @@ def test_a_nul_byte_is_reported_at_its_line(good_files):
     assert lines_of(error) == {3}
 
 
-@pytest.mark.xfail(
-    reason="BUG: core/csvimport.py:44-45 looks for NUL bytes in the first 64 KB only: a NUL further on is imported "
-    "into the cell (SQLite) or crashes the import with a DataError (PostgreSQL)",
-    strict=True,
-)
 def test_a_nul_byte_after_the_first_64_kb_is_refused(db):
     rows = [registry_row(n) for n in range(1, 400)]  # about 110 KB
     rows[-1]["name"] = "合肥\x00算力"
@@ -319,14 +311,9 @@ def test_a_file_cut_in_the_middle_of_its_last_character_is_refused_when_no_encod
     assert lines_of(error) == {3}
 
 
-@pytest.mark.xfail(
-    reason="BUG: core/csvimport.py:46-56 reads a UTF-8 file cut in the middle of a character as GB18030 when "
-    "its bytes happen to be GB18030: the import succeeds and every Chinese cell is stored as mojibake",
-    strict=True,
-)
 def test_a_file_cut_in_the_middle_of_its_last_character_is_never_read_as_another_encoding(db):
     data = programmes_cut_in_their_last_character(2)  # E5 is left, and the whole file reads as GB18030
-    assert decode_csv_bytes(data).endswith("鍚堣偉甯傜畻鍔涘")  # what would be imported
+    assert data.decode("gb18030").endswith("鍚堣偉甯傜畻鍔涘")  # what a GB18030 fallback would import
 
     error = refused(ProgramImport, data)
 
@@ -380,14 +367,9 @@ def test_latin1_that_is_not_gb18030_is_refused_at_its_line(db):
     assert lines_of(error) == {2}
 
 
-@pytest.mark.xfail(
-    reason="BUG: core/csvimport.py:46-56 falls back to GB18030 for any non-UTF-8 file, and Latin-1 letters "
-    "followed by ASCII letters are valid GB18030: 'Müller Électronique' is imported as 'M黮ler 蒷ectronique'",
-    strict=True,
-)
 def test_latin1_with_accented_letters_is_never_imported_as_chinese(db):
     data = latin1_registry("Müller Électronique GmbH")
-    assert "黮" in decode_csv_bytes(data)  # what the import would store
+    assert "黮" in data.decode("gb18030")  # what a GB18030 fallback would store
 
     error = refused(RegistryImport, data)
 
@@ -410,18 +392,42 @@ def test_a_file_of_mixed_encodings_is_refused_when_no_encoding_reads_it(db):
     assert lines_of(error) == {4}
 
 
-@pytest.mark.xfail(
-    reason="BUG: core/csvimport.py:46-56 reads a UTF-8 file with one GB18030 row as GB18030 throughout when its "
-    "bytes allow it: the UTF-8 rows are imported as mojibake instead of the file being refused at line 4",
-    strict=True,
-)
 def test_a_file_of_mixed_encodings_is_never_read_as_one_of_them(db):
     data = mixed_programmes()
-    assert "鍚堣偉甯傜畻鍔涘埜" in decode_csv_bytes(data)  # 合肥市算力券, as it would be imported
+    assert "鍚堣偉甯傜畻鍔涘埜" in data.decode("gb18030")  # 合肥市算力券, as a GB18030 fallback would import it
 
     error = refused(ProgramImport, data)
 
     assert lines_of(error) == {4}
+
+
+def test_gb18030_with_characters_outside_gb2312_and_latin_letters_is_still_read():
+    """The checks that refuse mojibake leave genuine GB18030 alone: rare name characters (珺 is
+    AC 42, its second byte an ASCII 'B'), card models in Latin letters beside Chinese."""
+    text = "name,legal_representative,gpu_model\n昇腾算力（合肥）有限公司,张珺,昇腾910B\nAI算力中心,李玥,Ascend 910B\n"
+
+    assert decode_csv_bytes(text.encode("gb18030")) == text
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "offset", "why"),
+    [
+        ("a,b\n合肥,1\n".encode() + "芜湖,2\n".encode("gb18030"), 3, 13, "the Chinese text before it is UTF-8"),
+        (b"\xef\xbb\xbfa,b\n" + "芜湖,2\n".encode("gb18030"), 2, 7, "byte-order mark"),
+        ("a,b\n合肥,1\n".encode()[:-4], 2, 7, "ends in the middle of a UTF-8 character"),
+        ("a,b\nMüller,1\n".encode("latin-1"), 2, 5, "'M黮l'"),
+    ],
+    ids=["mixed", "bom-then-gb18030", "cut", "latin-1"],
+)
+def test_a_refused_encoding_names_the_line_the_byte_and_why(data, line, offset, why):
+    with pytest.raises(ValidationFailed) as refusal:
+        decode_csv_bytes(data)
+
+    assert refusal.value.message == "The file is neither UTF-8 nor GB18030 text."
+    [problem] = refusal.value.details
+    assert problem.line == line
+    assert problem.reason.startswith(f"undecodable byte at offset {offset}: ")
+    assert why in problem.reason
 
 
 # --- enormous -------------------------------------------------------------------------------------
