@@ -7,6 +7,7 @@ import secrets
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -70,8 +71,29 @@ def coupon_issue(*, application: Application, amount: Decimal, actor, now: dt.da
     return coupon
 
 
+def locked_coupon(coupons: QuerySet[Coupon]) -> Coupon | None:
+    """The one coupon of ``coupons`` (or None), its row locked, with its account read after the
+    lock was granted.
+
+    Lock order everywhere (claims, adjustments, reversals, freezes, revocations, expiries; a
+    payment takes no coupon): the statement, then the coupon, then the ledger accounts
+    (``redemptions.locked_statement``, ``ledger.ledger_post``). Only the coupon's row is locked: after
+    waiting for a lock PostgreSQL re-reads the locked row alone, so an account joined in the same
+    query would show its balance from before the transaction waited for (a revocation then left
+    money on the revoked coupon, a claim failed instead of being capped). Hence the account is
+    read in a statement of its own. Every posting to a coupon's account holds the coupon's lock,
+    so the balance read here stays true until the caller commits."""
+    coupon = coupons.select_for_update(of=("self",)).select_related("program").first()
+    if coupon is not None:
+        coupon.account = Account.objects.get(pk=coupon.account_id)
+    return coupon
+
+
 def _locked(coupon: Coupon) -> Coupon:
-    return Coupon.objects.select_for_update(of=("self",)).select_related("account", "program").get(pk=coupon.pk)
+    locked = locked_coupon(Coupon.objects.filter(pk=coupon.pk))
+    if locked is None:
+        raise Coupon.DoesNotExist(f"coupon {coupon.pk}")
+    return locked
 
 
 def _require_reason(reason: str) -> str:
@@ -119,7 +141,8 @@ def coupon_unfreeze(*, coupon: Coupon, actor, reason: str) -> Coupon:
 
 
 def return_balance(coupon: Coupon, *, kind: str, actor, reason: str, to_state: str) -> Coupon:
-    """Move what is left on the coupon back to the programme budget and end the coupon."""
+    """Move what is left on the coupon back to the programme budget and end the coupon. The
+    caller holds the coupon's lock (``locked_coupon``) and a balance read under it."""
     source = coupon.state
     balance = coupon.account.balance
     if balance > 0:

@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy
 from core.audit import audit_record
 from core.errors import ApplicationError, Conflict, NotFound, Problem, ValidationFailed
 from coupons.models import Account, Coupon, LedgerTransaction, Redemption, RedemptionLine, Statement, UsageRecord
-from coupons.services.coupons import return_balance
+from coupons.services.coupons import locked_coupon, return_balance
 from coupons.services.ledger import ledger_post, ledger_reverse, provider_account
 from enterprises.models import Organisation, Provider
 
@@ -149,11 +149,10 @@ def redemption_claim(
         raise ValidationFailed(_("The billing period is not valid."), details=problems)
 
     statement = locked_statement(provider, request.period_start)
-    coupon = (
-        Coupon.objects.select_for_update(of=("self",))
-        .select_related("program", "organisation", "account", "provider__organisation")
-        .filter(code=request.coupon_code, provider=provider)
-        .first()
+    coupon = locked_coupon(
+        Coupon.objects.select_related("organisation", "provider__organisation").filter(
+            code=request.coupon_code, provider=provider
+        )
     )
     if coupon is None:
         raise NotFound(_("No coupon %(code)s names this provider.") % {"code": request.coupon_code})
@@ -334,9 +333,7 @@ def redemption_approve_adjustment(*, redemption: Redemption, actor, reason: str)
     if redemption.state != Redemption.State.PENDING_ADJUSTMENT:
         raise Conflict(_("Only a redemption awaiting an adjustment can be approved."))
     statement = locked_statement(redemption.provider, timezone.localdate())
-    coupon = (
-        Coupon.objects.select_for_update(of=("self",)).select_related("program", "account").get(pk=redemption.coupon_id)
-    )
+    coupon = locked_coupon(Coupon.objects.filter(pk=redemption.coupon_id))
     if coupon.state != Coupon.State.ACTIVE or coupon.account.balance < redemption.subsidy:
         raise RedemptionRefused(_("The coupon can no longer carry this redemption."))
     if statement.is_closed:
@@ -379,9 +376,7 @@ def redemption_reverse(*, redemption: Redemption, actor, reason: str) -> Redempt
         and Statement.objects.select_for_update().get(pk=redemption.statement_id).state == Statement.State.PAID
     ):
         raise Conflict(_("The statement of this redemption is paid; it can no longer be reversed."))
-    coupon = (
-        Coupon.objects.select_for_update(of=("self",)).select_related("program", "account").get(pk=redemption.coupon_id)
-    )
+    coupon = locked_coupon(Coupon.objects.filter(pk=redemption.coupon_id))
     reversal = ledger_reverse(original=redemption.transaction, memo=reason[:300], actor=actor)
     redemption.state, redemption.reversal, redemption.reason = Redemption.State.REVERSED, reversal, reason.strip()
     redemption.save(update_fields=["state", "reversal", "reason"])

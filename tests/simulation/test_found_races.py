@@ -6,15 +6,15 @@ and paid while it ran (its subsidy then sits in provider payable for good: the s
 paid and the redemption can no longer be reversed); and deadlocks between that claim and the
 payment of the statement, or a reversal on the same coupon (a claim locks the coupon, then the
 accounts, then the statement; a payment the statement, then the accounts; a reversal the
-statement, then the coupon). And a stale balance: services lock the coupon's row but read its
+statement, then the coupon). And a stale balance: services locked the coupon's row but read its
 account's balance through the same query's join, which PostgreSQL does not read again after
-waiting for the lock, so the balance is the one from before the transaction they waited for
-(a revocation then leaves money on the revoked coupon; a claim is refused for insufficient
+waiting for the lock, so the balance was the one from before the transaction they waited for
+(a revocation then left money on the revoked coupon; a claim was refused for insufficient
 funds instead of being capped at the balance).
 
 Those were strict xfails until the application was fixed (a consistent lock order: statement,
-coupon, accounts); now they are regression tests. The stale balance is not fixed yet: its tests
-are strict xfails (they fail as XPASS once it is, to have the marker removed)."""
+coupon, accounts; and ``coupons.services.coupons.locked_coupon``, which reads the account after
+the coupon's lock is granted); now they are regression tests."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from decimal import Decimal
 
 import orjson
 import pytest
+import time_machine
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -304,14 +305,6 @@ def test_a_claim_and_a_reversal_on_the_same_coupon_do_not_deadlock(metered, prov
 
 # --- a stale balance after waiting for the coupon's lock --------------------------------------
 
-STALE_BALANCE = (
-    "coupons/services/coupons.py:74 (_locked) and :124 (return_balance), likewise "
-    "coupons/services/redemptions.py:153 and :247 (claim), :338 and :340 (adjustment): the coupon is locked "
-    "with select_for_update(of=('self',)) and its account's balance read through select_related('account'); "
-    "after waiting for the lock PostgreSQL re-reads only the locked row, so the balance predates the "
-    "transaction waited for (simulation seed 1, 8 workers x 1000: 'ended but still holds money')"
-)
-
 
 def hold_programme_then(program, first, second):
     """``first`` runs until it has locked the coupon and its accounts and waits for the programme's
@@ -328,7 +321,6 @@ def hold_programme_then(program, first, second):
     return first_result["result"], second_result["result"]
 
 
-@pytest.mark.xfail(strict=True, reason=STALE_BALANCE)
 def test_a_revocation_racing_a_reversal_returns_the_whole_balance(organisation, provider, reviewer, officer):
     program, coupon, claim = meter(organisation, provider, reviewer)
     redemption = claim("job-0")  # 200.00 of 20,000.00
@@ -346,7 +338,6 @@ def test_a_revocation_racing_a_reversal_returns_the_whole_balance(organisation, 
     assert coupon.account.balance == 0, f"the revoked coupon still holds {coupon.account.balance}"
 
 
-@pytest.mark.xfail(strict=True, reason=STALE_BALANCE)
 def test_a_revocation_racing_a_claim_returns_what_is_left(organisation, provider, reviewer, officer):
     program, coupon, claim = meter(organisation, provider, reviewer)
 
@@ -358,3 +349,56 @@ def test_a_revocation_racing_a_claim_returns_what_is_left(organisation, provider
     assert not isinstance(revoked, Exception), f"{type(revoked).__name__}: {revoked}"  # not InsufficientFunds
     coupon = Coupon.objects.select_related("account").get(pk=coupon.pk)
     assert (coupon.state, coupon.account.balance, coupon.returned_amount) == ("revoked", 0, Decimal("19800.00"))
+
+
+def test_a_claim_waiting_behind_a_reversal_on_another_statement_is_capped_at_the_balance_it_left(
+    organisation, provider, reviewer, officer
+):
+    """GIVEN a coupon of 20,000.00 issued 40 days ago, 19,800.00 of it redeemed in an earlier
+    month (statement of that month) and 1,000.00 of subsidy claimable on usage of this month;
+    WHEN the earlier redemption is reversed while the claim waits for the coupon's lock (the two
+    hold different statements, so the coupon is where they meet);
+    THEN the claim sees the 20,000.00 the reversal gave back, not the 200.00 from before it."""
+    with time_machine.travel(timezone.now() - dt.timedelta(days=40), tick=True):
+        program = make_program(budget=Decimal("100000.00"))
+        application = make_application(organisation=organisation, provider=provider, program=program)
+        coupon = review_approve(application=application, reviewer=reviewer).coupon
+    earlier_start = coupon.valid_from.replace(microsecond=0) + dt.timedelta(days=1)  # 39 days ago: an earlier month
+    now_start = max(
+        timezone.now().replace(microsecond=0) - dt.timedelta(minutes=10),
+        dt.datetime.combine(timezone.localdate(), dt.time.min, tzinfo=timezone.get_current_timezone()),
+    )
+    records = []
+    for record_id, start, amount in [("old", earlier_start, "99000.00"), ("new", now_start, "5000.00")]:
+        record = usage_record(record_id, organisation)
+        record.update(
+            started_at=start.isoformat(),
+            ended_at=(start + dt.timedelta(minutes=2)).isoformat(),
+            card_hours="0.2667",
+            amount=amount,
+        )
+        records.append(record)
+    usage_ingest(provider=provider, records=records, body=orjson.dumps({"records": records}))
+
+    def claim(record_id: str, day: dt.date):
+        last = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+        return redemption_claim(
+            provider=provider,
+            request=ClaimRequest(coupon.code, day.replace(day=1), last, [record_id]),
+            idempotency_key=f"key-{record_id}",
+        )[0]
+
+    earlier = claim("old", timezone.localdate(earlier_start))
+    assert earlier.subsidy == Decimal("19800.00")
+
+    reversed_, claimed = hold_programme_then(
+        program,
+        lambda: redemption_reverse(redemption=earlier, actor=officer, reason="wrong period"),
+        lambda: claim("new", timezone.localdate(now_start)),
+    )
+
+    assert not isinstance(reversed_, Exception), reversed_
+    assert not isinstance(claimed, Exception), f"{type(claimed).__name__}: {claimed}"
+    assert (claimed.subsidy, claimed.capped_by) == (Decimal("1000.00"), ""), (claimed.subsidy, claimed.capped_by)
+    coupon.account.refresh_from_db()
+    assert coupon.account.balance == Decimal("19000.00")

@@ -21,10 +21,9 @@ SEED = 20260301
 # (and strictly xfailed) in test_found_races. The run below hits them only when threads happen to
 # interleave so, hence a runtime xfail here rather than a strict marker. Fixed ones are removed:
 # their return is then a failure like any other violation.
-KNOWN = {
-    # a revocation or expiry waiting for the coupon's lock returns a stale balance (coupons.py:73-75, :124)
-    r"^\[coupons agree with their grants\] coupon .*: ended but still holds money": "stale balance",
-    r"^\[expectation\] (claim|revoke|expire_one|expire_due|case_close) .*never short of funds": "stale balance",
+KNOWN: dict[str, str] = {
+    # pattern of the violation's text → the bug's name; none open (the stale balance after waiting
+    # for a coupon's lock is fixed: coupons.services.coupons.locked_coupon)
 }
 
 
