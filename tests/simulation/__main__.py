@@ -105,6 +105,9 @@ def report(result, seconds: float, *, replaying: bool) -> None:
         print(f"VIOLATION {violation.describe()}")
         if violation.trace:
             print("    " + violation.trace.strip().replace("\n", "\n    "))
+    before = sum(violation.seq == 0 for violation in result.details)
+    if before:
+        print(f"{before} of the violations were in the database before this run started")
     if len(result.details) > SHOWN:
         print(f"… {len(result.details) - SHOWN} more violations")
     print("operations by kind and outcome: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))

@@ -19,6 +19,8 @@ finished has already run (checks take a lock, one at a time). So every operation
 at least one complete check, while sixteen workers do not run sixteen checks of the same state.
 A violation is reported with the operation after which the check that found it started, and the
 operations since the last check that found nothing (with one worker: exactly the operation).
+One check also runs before the workers start: what it finds was wrong before the run (the
+checks read the whole database, earlier runs included) and is reported as such.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class Violation:
     since: int | None = None  # the first operation after the last check that found nothing
 
     def describe(self) -> str:
+        if self.seq == 0:
+            return f"{self.text}\n    present before the run started (the checks read the whole database)"
         where = f"after operation {self.seq}"
         if self.since is not None and self.since < self.seq:
             where += f" (operations {self.since}-{self.seq} ran since the last clean check)"
@@ -190,9 +194,10 @@ class _Run:
                 self.violations[key] = found
                 self._write({"seq": found.seq, "violation": text, "w": w, "step": step})
 
-    def record(self, w: int, step: int, spec: dict, outcome: Outcome, facts: dict) -> int:
+    def record(self, w: int, step: int, spec: dict, outcome: Outcome, facts: dict, executor: Executor) -> int:
         with self.lock:
             self.seq += 1
+            executor.publish()
             entry = {"seq": self.seq, "w": w, "step": step, "op": spec, "out": outcome.text}
             if outcome.message:
                 entry["msg"] = outcome.message
@@ -208,7 +213,8 @@ class _Run:
             )
         if outcome.broken:
             self.violate(
-                f"[expectation] {spec['op']} {_subject(spec)}: {outcome.broken}, got {outcome.text}",
+                f"[expectation] {' '.join(filter(None, [spec['op'], _subject(spec)]))}: {outcome.broken}, "
+                f"got {outcome.text}",
                 w=w,
                 step=step,
                 op=spec,
@@ -258,7 +264,7 @@ class _Run:
                 spec = self.race_spec(w, worker) if racing else worker.draw()
                 outcome, facts = executor.run(spec)
                 worker.learn(spec, outcome, facts)
-                seq = self.record(w, step, spec, outcome, facts)
+                seq = self.record(w, step, spec, outcome, facts, executor)
                 if outcome.status == "error":
                     connections[self.alias].close()  # start the next operation on a clean connection
                 if self.check_every and (step + 1) % self.check_every == 0:
@@ -354,6 +360,7 @@ def run(
                 )
 
         try:
+            state.check(seq=0, force=True)  # what was wrong before this run is told apart
             threads = [threading.Thread(target=state.work, args=(w,), name=f"sim-worker-{w}") for w in range(workers)]
             if progress:
                 threads.append(threading.Thread(target=monitor, name="sim-progress", daemon=True))
@@ -405,7 +412,7 @@ def replay(
         for index, entry in enumerate(entries):
             spec = entry["op"]
             outcome, facts = executor.run(spec)
-            seq = state.record(entry["w"], entry["step"], spec, outcome, facts)
+            seq = state.record(entry["w"], entry["step"], spec, outcome, facts, executor)
             if outcome.text != entry["out"]:
                 diverged += 1
                 state.log[-1]["logged"] = entry["out"]

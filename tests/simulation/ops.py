@@ -123,7 +123,8 @@ class Reader:
         rows = Coupon.objects.filter(program_id=self.world.program_id).order_by("pk")
         if states:
             rows = rows.filter(state__in=states)
-        named = ((self.names.name("app", c.application_id), c) for c in rows)
+        # A coupon is known by its application's name, once the approval that issued it is logged.
+        named = ((self.names.name("coupon", c.pk), c) for c in rows)
         return [(name, c) for name, c in named if name]
 
     def redemptions(self, states=None) -> list[tuple[str, str]]:
@@ -664,6 +665,25 @@ class Executor:
         for user in self.users.values():  # fill this thread's permission caches
             user.has_perm("coupons.review_application")
         self.valid_from: dict[str, dt.datetime] = {}
+        # Names of what the current operation created: published (``publish``) only once the
+        # operation has its place in the log, so that no operation that uses an object can come
+        # before the one that made it (a replay runs them in that order).
+        self.pending: list[tuple[str, str, int]] = []
+
+    def _named(self, kind: str, name: str, pk: int) -> str:
+        existing = self._name_of(kind, pk)
+        if existing is None:
+            self.pending.append((kind, name, pk))
+        return existing or name
+
+    def _name_of(self, kind: str, pk: int) -> str | None:
+        mine = next((n for k, n, p in self.pending if k == kind and p == pk), None)
+        return mine or self.names.name(kind, pk)
+
+    def publish(self) -> None:
+        for kind, name, pk in self.pending:
+            self.names.add(kind, name, pk)
+        self.pending.clear()
 
     def run(self, spec: dict) -> tuple[Outcome, dict]:
         facts: dict = {}
@@ -719,7 +739,7 @@ class Executor:
             scenario="training",
             project_summary="模拟：训练面向工业质检的视觉模型。",
         )
-        self.names.add("app", spec["as"], application.pk)
+        self._named("app", spec["as"], application.pk)
         if not spec["submit"]:
             return "draft"
         application_submit(application=application, actor=None)
@@ -738,6 +758,7 @@ class Executor:
         )
         if outcome.awaiting_second_review:
             return "first approval"
+        self._named("coupon", spec["app"], outcome.coupon.pk)
         return f"approved {outcome.coupon.face_value}"
 
     def _reject(self, spec, facts):
@@ -801,9 +822,9 @@ class Executor:
             max_records=1 if spec.get("bad") == "max" else MAX_BATCH,
         )
         if not result.replayed and "as" in spec:
-            self.names.add("batch", spec["as"], result.batch_id)
+            self._named("batch", spec["as"], result.batch_id)
         facts.update(
-            name=self.names.name("batch", result.batch_id),
+            name=self._name_of("batch", result.batch_id),
             replayed=result.replayed,
             created=result.created,
             duplicates=result.duplicates,
@@ -827,8 +848,8 @@ class Executor:
             idempotency_key=spec["key"],
         )
         if not replayed:
-            self.names.add("redemption", spec["as"], redemption.pk)
-        name = self.names.name("redemption", redemption.pk)
+            self._named("redemption", spec["as"], redemption.pk)
+        name = self._name_of("redemption", redemption.pk)
         facts.update(name=name, replayed=replayed)
         return f"{name} {redemption.state} subsidy={redemption.subsidy} records={redemption.records}" + (
             " replayed" if replayed else ""
@@ -882,7 +903,7 @@ class Executor:
 
     def _case_open(self, spec, facts):
         case = case_open(application=self._app(spec["app"]), actor=self.users["U0"], note=spec["note"])
-        self.names.add("case", spec["as"], case.pk)
+        self._named("case", spec["as"], case.pk)
         return spec["as"]
 
     def _case_close(self, spec, facts):

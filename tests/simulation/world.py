@@ -15,7 +15,8 @@ collide; the token appears nowhere in the operation log).
 
 Objects are known by logical names (``E3``, ``A.s2`` for an application made here, ``A1.7`` for
 the 8th a worker 1 made, a coupon by its application's name, ``R1.2`` for a redemption, ``K0.1``
-for a case), so that an operation log reads the same in every run of the same seed.
+for a case, ``B1.4`` for a usage batch), so that an operation log reads the same in every run of
+the same seed.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def _apply_and_approve(world: World, name: str, *, enterprise, provider, model: 
     try:
         outcome = review_approve(application=application, reviewer=reviewers[0])
         if outcome.awaiting_second_review:
-            review_approve(application=application, reviewer=reviewers[1])
+            outcome = review_approve(application=application, reviewer=reviewers[1])
+        world.names.add("coupon", name, outcome.coupon.pk)
     except ApplicationError:  # the budget or the cap ran out: the application stays in review
         pass
     return application
