@@ -13,6 +13,7 @@ How to add a signal: compute a column in ``build_features`` (vectorised), add it
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 
 from django.utils import timezone
@@ -272,18 +273,18 @@ def _components(orgs, columns: list[str]):
     return pd.Series(labels[:n], index=orgs["id"])
 
 
-def _summary_similarity(texts, owners):
-    """For each text, the highest estimated Jaccard similarity (character 3-gram MinHash with
-    LSH) to a text of another organisation."""
+PERMUTATIONS, BAND_ROWS = 32, 4  # MinHash signature length; rows per LSH band
+
+
+def minhash_signatures(texts: list[str]):
+    """Character 3-gram MinHash signatures (``PERMUTATIONS`` 64-bit values per text; an empty
+    text has all values at the maximum)."""
     import numpy as np
-    import pandas as pd
     from sklearn.feature_extraction.text import HashingVectorizer
 
-    n = len(texts)
-    best = np.zeros(n)
-    if n < 2:
-        return best
-    cleaned = [" ".join(str(t).split()) for t in texts]
+    signatures = np.full((len(texts), PERMUTATIONS), np.iinfo(np.uint64).max, dtype=np.uint64)
+    if not texts:
+        return signatures
     matrix = (
         HashingVectorizer(
             analyzer="char",
@@ -294,27 +295,90 @@ def _summary_similarity(texts, owners):
             alternate_sign=False,
             lowercase=False,
         )
-        .transform(cleaned)
+        .transform(texts)
         .tocsr()
     )
     rng = np.random.default_rng(20261128)
-    permutations, band_rows = 32, 4
-    a = rng.integers(1, 2**61, size=permutations, dtype=np.uint64) | np.uint64(1)
-    b = rng.integers(0, 2**61, size=permutations, dtype=np.uint64)
+    a = rng.integers(1, 2**61, size=PERMUTATIONS, dtype=np.uint64) | np.uint64(1)
+    b = rng.integers(0, 2**61, size=PERMUTATIONS, dtype=np.uint64)
     nonempty = np.diff(matrix.indptr) > 0
     starts = matrix.indptr[:-1][nonempty]
     indices = matrix.indices.astype(np.uint64)
-    signatures = np.full((n, permutations), np.iinfo(np.uint64).max, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for j in range(permutations):
+        for j in range(PERMUTATIONS):
             hashed = (indices * a[j] + b[j]) >> np.uint64(20)
             signatures[nonempty, j] = np.minimum.reduceat(hashed, starts)
+    return signatures
+
+
+def _digest(text: str) -> str:
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def summary_signatures(application_ids, texts: list[str]):
+    """The signatures of these applications' (whitespace-normalised) summaries: those stored in
+    ``SummarySignature`` for the same text are read, the others computed and stored."""
+    import numpy as np
+
+    from fraud.models import SummarySignature
+
+    ids = [int(pk) for pk in application_ids]
+    digests = [_digest(text) for text in texts]
+    stored = {}
+    for start in range(0, len(ids), 20000):
+        for pk, digest, signature in SummarySignature.objects.filter(
+            application_id__in=ids[start : start + 20000]
+        ).values_list("application_id", "digest", "signature"):
+            stored[pk] = (digest, signature)
+    signatures = np.empty((len(ids), PERMUTATIONS), dtype=np.uint64)
+    missing = []
+    for i, (pk, digest) in enumerate(zip(ids, digests, strict=True)):
+        found = stored.get(pk)
+        if found is not None and found[0] == digest:
+            signatures[i] = np.frombuffer(bytes(found[1]), dtype="<u8")
+        else:
+            missing.append(i)
+    if missing:
+        computed = minhash_signatures([texts[i] for i in missing])
+        signatures[missing] = computed
+        SummarySignature.objects.bulk_create(
+            [
+                SummarySignature(
+                    application_id=ids[i], digest=digests[i], signature=computed[k].astype("<u8").tobytes()
+                )
+                for k, i in sorted(enumerate(missing), key=lambda item: ids[item[1]])
+            ],
+            batch_size=2000,
+            update_conflicts=True,
+            unique_fields=["application"],
+            update_fields=["digest", "signature"],
+        )
+    return signatures
+
+
+def _summary_similarity(texts, owners, application_ids=None):
+    """For each text, the highest estimated Jaccard similarity (character 3-gram MinHash with
+    LSH) to a text of another organisation. With ``application_ids``, the signatures come from
+    (and go to) ``SummarySignature``."""
+    import numpy as np
+    import pandas as pd
+
+    n = len(texts)
+    best = np.zeros(n)
+    if n < 2:
+        return best
+    cleaned = [" ".join(str(t).split()) for t in texts]
+    if application_ids is None:
+        signatures = minhash_signatures(cleaned)
+    else:
+        signatures = summary_signatures(application_ids, cleaned)
+    nonempty = np.array([bool(text) for text in cleaned])
     owners = np.asarray(owners)
     pairs = []
-    for band in range(permutations // band_rows):
-        block = signatures[:, band * band_rows : (band + 1) * band_rows]
+    for band in range(PERMUTATIONS // BAND_ROWS):
+        block = signatures[:, band * BAND_ROWS : (band + 1) * BAND_ROWS]
         keys = pd.util.hash_array(block[:, 0]) ^ (pd.util.hash_array(block[:, 1]) * np.uint64(3))
-        for k in range(2, band_rows):
+        for k in range(2, BAND_ROWS):
             keys ^= pd.util.hash_array(block[:, k]) * np.uint64(2 * k + 1)
         frame = pd.DataFrame({"key": keys, "row": np.arange(n)})[nonempty]
         sizes = frame.groupby("key")["row"].transform("size")
@@ -485,7 +549,9 @@ def build_features(program, *, today: dt.date | None = None):
 
     texts = apps["project_summary"].fillna("")
     length = texts.str.len().clip(lower=1)
-    features["summary_similarity"] = _summary_similarity(texts.tolist(), apps["organisation_id"].to_numpy())
+    features["summary_similarity"] = _summary_similarity(
+        texts.tolist(), apps["organisation_id"].to_numpy(), apps["id"].to_numpy()
+    )
     features["subsidy_talk"] = texts.str.count(SUBSIDY_TERMS) * 100 / length
     features["work_talk"] = texts.str.count(WORK_TERMS) * 100 / length
 

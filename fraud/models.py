@@ -165,3 +165,22 @@ class CaseNote(models.Model):
 
     def __str__(self):
         return self.body[:60]
+
+
+class SummarySignature(models.Model):
+    """The MinHash signature of an application's project summary (``fraud.features``), kept so
+    that a rescore hashes only the summaries that are new or changed. ``digest`` identifies the
+    text it was computed from; a stale row is recomputed and replaced by the next scoring."""
+
+    application = models.OneToOneField(
+        "coupons.Application", primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    digest = models.CharField(_("text digest"), max_length=32)
+    signature = models.BinaryField(_("MinHash signature"))
+
+    class Meta:
+        verbose_name = _("summary signature")
+        verbose_name_plural = _("summary signatures")
+
+    def __str__(self):
+        return f"{self.application_id}:{self.digest[:8]}"

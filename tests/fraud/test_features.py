@@ -12,9 +12,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from coupons.models import ReferencePrice
+from coupons.models import Application, ReferencePrice
 from fraud.features import FEATURE_NAMES, _summary_similarity, build_features, describe
-from fraud.models import Outcome
+from fraud.models import Outcome, SummarySignature
 from tests import factories
 from tests.coupons.conftest import make_application, make_program, set_status
 from tests.fraud.conftest import CLOSES, OPENS, TODAY, add_usage, at, features_on
@@ -489,10 +489,26 @@ def test_building_the_table_takes_a_fixed_number_of_queries_whatever_the_number_
     with_30 = _queries_for_features(program, today)
 
     assert with_30 == with_3
-    assert with_3 <= 8
+    assert with_3 <= 9  # with the summaries' signatures: read, and written for new summaries
 
 
 def test_describe_puts_the_value_into_words():
     assert describe("registration_age_days", 34) == "registered 34 days before applying"
     assert describe("registration_age_days", 34, "zh-hans") == "申请前 34 天注册"
     assert describe("rd_share", 0.4) == "R&D staff are 40% of the insured employees"
+
+
+def test_summary_signatures_are_kept_and_recomputed_when_a_summary_changes(program, provider):
+    copied = apply(factories.make_organisation(), provider, program, project_summary=COPIED)
+    edited = apply(factories.make_organisation(), provider, program, project_summary=UNRELATED)
+    assert features_on(program).loc[edited.pk, "summary_similarity"] < 0.5
+    kept = dict(SummarySignature.objects.values_list("application_id", "digest"))
+    assert set(kept) == {copied.pk, edited.pk}
+
+    Application.objects.filter(pk=edited.pk).update(project_summary=COPIED_AGAIN)
+    table = features_on(program)
+
+    assert table.loc[edited.pk, "summary_similarity"] >= 0.7  # the new text, not the stored signature
+    now = dict(SummarySignature.objects.values_list("application_id", "digest"))
+    assert now[copied.pk] == kept[copied.pk]
+    assert now[edited.pk] != kept[edited.pk]
