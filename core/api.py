@@ -3,13 +3,18 @@ one error shape ``{"error": {"code", "message", "details"}}``."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from django_filters import utils as filter_utils
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from core.datetimes import unstorable_reason
 from core.errors import ApplicationError
 
 
@@ -39,6 +44,23 @@ class Pagination(LimitOffsetPagination):
     (``?limit=2**63``) or for the whole table at once."""
 
     max_limit = 1000
+
+
+class FilterBackend(DjangoFilterBackend):
+    """django-filter, and a date-time in a filter that the database cannot take
+    (``core.datetimes``) is a 400 naming the parameter, like any other invalid filter value."""
+
+    def filter_queryset(self, request, queryset, view):
+        filterset = self.get_filterset(request, queryset, view)
+        if filterset is None:
+            return queryset
+        if filterset.is_valid():
+            for name, value in list(filterset.form.cleaned_data.items()):
+                if isinstance(value, dt.datetime) and (reason := unstorable_reason(value)):
+                    filterset.form.add_error(name, reason)
+        if not filterset.is_valid():
+            raise filter_utils.translate_validation(filterset.errors)
+        return filterset.qs
 
 
 def error_body(code: str, message: str, details: list[dict] | None = None) -> dict:

@@ -23,6 +23,7 @@ from typing import NoReturn
 from django.db import transaction
 from django.utils import timezone
 
+from core.datetimes import unstorable_reason
 from core.errors import Problem, ValidationFailed
 
 MAX_REPORTED_PROBLEMS = 1000
@@ -176,6 +177,8 @@ def aware_datetime() -> Callable:
             raise CellError(f"{value!r} is not an ISO 8601 date-time") from None
         if timezone.is_naive(moment):
             moment = timezone.make_aware(moment)
+        if reason := unstorable_reason(moment):
+            raise CellError(f"{value!r} {reason}")
         return moment
 
     return parse

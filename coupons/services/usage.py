@@ -113,9 +113,15 @@ def _decimal(value, places: int) -> Decimal:
 
 
 def _moment(value) -> dt.datetime:
+    """An ISO 8601 date-time the database can take; ``ValueError`` (reported against the field
+    by the caller) for anything else, an offset beyond ±15:59 or year 1 included."""
+    from core.datetimes import unstorable_reason
+
     moment = dt.datetime.fromisoformat(value)
     if moment.tzinfo is None:
         moment = timezone.make_aware(moment)
+    if reason := unstorable_reason(moment):
+        raise ValueError(f"{value!r} {reason}")
     return moment
 
 

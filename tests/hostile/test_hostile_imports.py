@@ -430,6 +430,25 @@ def test_a_refused_encoding_names_the_line_the_byte_and_why(data, line, offset, 
     assert why in problem.reason
 
 
+# --- values the database cannot take --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "submitted_at",
+    ["2025-06-01T10:00:00+16:00", "0001-01-01T00:00:00", "9999-12-31T23:59:59-01:00"],
+    ids=["offset+16h", "year-1", "year-9999"],
+)
+def test_a_date_time_the_database_cannot_take_is_refused_at_its_line_and_column(good_files, submitted_at):
+    importer_class, data = good_files["applications"]
+    at = second_data_row_start(data)
+    broken = data[:at] + data[at:].replace(b"2025-06-01T10:00:00", submitted_at.encode(), 1)
+
+    error = refused(importer_class, broken)
+
+    assert {(p.line, p.column) for p in error.details} == {(3, "submitted_at")}
+    assert any(p.reason.startswith(repr(submitted_at)) for p in error.details), error.details
+
+
 # --- enormous -------------------------------------------------------------------------------------
 
 
