@@ -17,8 +17,13 @@ def read_frame(sql: str, params: list | tuple | dict, columns: list[str], dtypes
     import pandas as pd
 
     if connection.vendor == "postgresql":
+        import psycopg
+
         buffer = io.BytesIO()
-        with connection.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)", params) as copy:
+        connection.ensure_connection()
+        # COPY takes no parameters through Django's cursor: bind them on the client.
+        query = psycopg.ClientCursor(connection.connection).mogrify(sql, params)
+        with connection.cursor() as cursor, cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
             for chunk in copy:
                 buffer.write(chunk)
         if not buffer.tell():

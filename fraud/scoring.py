@@ -230,15 +230,21 @@ def _update_application_risk(Application, updates: list[tuple[int, int, str, str
     """Write the current score, band and top reasons onto the applications (the review queue
     sorts by them, lists and exports show them)."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            for start in range(0, len(updates), 5000):
-                chunk = updates[start : start + 5000]
-                values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
-                cursor.execute(
-                    "UPDATE coupons_application AS a SET risk_score = v.score, risk_band = v.band, risk_reasons = v.reasons "  # noqa: S608 - placeholders only
-                    f"FROM (VALUES {values}) AS v(id, score, band, reasons) WHERE a.id = v.id",
-                    [item for row in chunk for item in row],
-                )
+        # One COPY into a temporary table and one UPDATE that leaves alone the applications
+        # whose score, band and reasons are unchanged (most of them, in a nightly rescore).
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS pg_temp.fraud_risk_update")  # one transaction may score twice
+            cursor.execute(
+                "CREATE TEMPORARY TABLE fraud_risk_update (id bigint PRIMARY KEY, score smallint, band text, "
+                "reasons text) ON COMMIT DROP"
+            )
+            with cursor.copy("COPY fraud_risk_update (id, score, band, reasons) FROM STDIN") as copy:
+                copy.write("".join("\t".join(_copy_text(value) for value in row) + "\n" for row in updates))
+            cursor.execute(
+                "UPDATE coupons_application AS a SET risk_score = v.score, risk_band = v.band, risk_reasons = v.reasons "
+                "FROM fraud_risk_update AS v WHERE a.id = v.id "
+                "AND (a.risk_score, a.risk_band, a.risk_reasons) IS DISTINCT FROM (v.score, v.band, v.reasons)"
+            )
         return
     objects = [
         Application(pk=pk, risk_score=score, risk_band=band, risk_reasons=reasons)
