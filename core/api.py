@@ -39,6 +39,12 @@ def _flatten(detail, prefix: str = "") -> list[dict]:
     return problems
 
 
+# A code or reference in an API path (programmes, applications, coupons): the router's default
+# ``[^/.]+`` less control characters. PostgreSQL refuses NUL in text, so ``%00`` in the path must
+# be a 404 at the URL rather than a DataError at the query.
+TEXT_LOOKUP_REGEX = r"[^/.\x00-\x1f\x7f]+"
+
+
 class Pagination(LimitOffsetPagination):
     """Pages of at most 1,000 rows: a client cannot ask the database for a page it cannot hold
     (``?limit=2**63``) or for the whole table at once."""

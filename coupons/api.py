@@ -9,6 +9,7 @@ from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from core.api import TEXT_LOOKUP_REGEX
 from core.errors import NotPermitted
 from coupons.filters import ApplicationFilter, CouponFilter
 from coupons.models import Program
@@ -58,6 +59,7 @@ class ProgramViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ProgramSerializer
     queryset = Program.objects.order_by("-opens", "code")
     lookup_field = "code"
+    lookup_value_regex = TEXT_LOOKUP_REGEX
 
     @extend_schema(responses=BudgetPanelSerializer)
     @action(detail=True, methods=["get"], permission_classes=[permissions.IsAdminUser])
@@ -87,6 +89,7 @@ class ApplicationViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, views
     serializer_class = ApplicationSerializer
     filterset_class = ApplicationFilter
     lookup_field = "reference"
+    lookup_value_regex = TEXT_LOOKUP_REGEX
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
@@ -178,6 +181,7 @@ class CouponViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = CouponSerializer
     filterset_class = CouponFilter
     lookup_field = "code"
+    lookup_value_regex = TEXT_LOOKUP_REGEX
 
     def get_queryset(self):
         return coupons_for_user(self.request.user).order_by("-issued_at", "-id")

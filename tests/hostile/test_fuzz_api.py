@@ -31,7 +31,7 @@ import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 import schemathesis
@@ -50,6 +50,7 @@ from hypothesis.errors import Unsatisfiable
 from rest_framework.test import APIClient
 from schemathesis import GenerationMode
 
+from core.parsers import MAX_DEPTH
 from coupons.models import Accelerator, Application, UsageRecord
 from coupons.services.coupons import coupon_freeze
 from coupons.services.review import review_approve
@@ -70,7 +71,7 @@ ON_POSTGRES = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresq
 # fuzzer counts them instead of failing on them, so that it keeps looking for new ones. Matched
 # on the exception's type and message. Remove an entry once its bug is fixed.
 KNOWN_BUGS = {
-    "PostgreSQL text fields cannot contain NUL": "NUL in a path id or a usage USCC (PostgreSQL)",
+    "PostgreSQL text fields cannot contain NUL": "NUL in a usage record's USCC (PostgreSQL)",
 }
 # 4xx not in the error shape, already reported likewise, matched on the body.
 KNOWN_SHAPE_BUGS = {
@@ -458,12 +459,6 @@ def on(database: str, reason: str):
     return pytest.mark.xfail(ON_POSTGRES == (database == "postgresql"), reason=f"BUG: {reason}", strict=True)
 
 
-NUL_IN_LOOKUP = (
-    "a NUL in a string lookup (%00 in the path) reaches PostgreSQL, which refuses NUL in text: DataError, 500 "
-    "(coupons/api.py:60,89,180: the routers' default lookup_value_regex [^/.]+ lets it through)"
-)
-
-
 @pytest.mark.parametrize(
     ("role", "url"),
     [
@@ -492,13 +487,9 @@ NUL_IN_LOOKUP = (
             "/api/v1/applications/?submitted_before=9999-12-31T23:59:59-01:00",
             id="applications-submitted_before-year-9999",
         ),
-        pytest.param("officer", "/api/v1/coupons/%00/", marks=on("postgresql", NUL_IN_LOOKUP), id="coupon-nul"),
-        pytest.param(
-            "provider_key", "/api/v1/applications/%00/", marks=on("postgresql", NUL_IN_LOOKUP), id="application-nul"
-        ),
-        pytest.param(
-            "officer", "/api/v1/programs/a%00b/budget/", marks=on("postgresql", NUL_IN_LOOKUP), id="program-nul"
-        ),
+        pytest.param("officer", "/api/v1/coupons/%00/", id="coupon-nul"),
+        pytest.param("provider_key", "/api/v1/applications/%00/", id="application-nul"),
+        pytest.param("officer", "/api/v1/programs/a%00b/budget/", id="program-nul"),
     ],
 )
 def test_a_fuzz_finding_read_is_answered_below_500(role, url, officer, provider):
@@ -666,12 +657,6 @@ def test_a_body_the_api_cannot_parse_is_a_4xx_in_the_error_shape(content_type, b
     assert not error_shape_problems(status, response.content)
 
 
-@pytest.mark.xfail(
-    reason="BUG: DRF's JSONParser (the default, config/settings/base.py:138) lets json.load's RecursionError "
-    "through: a body of 100,000 nested arrays (200 KB) is a 500 on every JSON endpoint but POST /api/v1/usage/ "
-    "(which parses with orjson and its depth limit)",
-    strict=True,
-)
 @pytest.mark.parametrize("who", ["owner", "provider_key"])
 def test_deeply_nested_json_is_a_400_in_the_error_shape(who, owner, provider):
     client, path = (
@@ -688,6 +673,72 @@ def test_deeply_nested_json_is_a_400_in_the_error_shape(who, owner, provider):
 
     assert response.status_code == 400, response.content
     assert not error_shape_problems(400, response.content)
+
+
+def nested(depth: int) -> dict:
+    """A redemption claim whose ``records`` list holds lists ``depth`` levels deep in all."""
+    records: list = []
+    for _ in range(depth - 2):
+        records = [records]
+    return {"coupon": "X", "period_start": "2026-11-01", "period_end": "2026-11-30", "records": records}
+
+
+@pytest.mark.parametrize(("depth", "refused"), [(MAX_DEPTH, False), (MAX_DEPTH + 1, True), (900, True)])
+def test_json_nested_beyond_the_limit_is_refused_before_any_view_code(depth, refused, provider):
+    body = json.dumps(nested(depth)).encode()
+
+    response = key_client(provider).generic(
+        "POST", "/api/v1/redemptions/", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+
+    error = assert_error_shape(response)
+    if refused:
+        assert response.status_code == 400
+        assert error["code"] == "parse_error"
+        assert f"nested deeper than {MAX_DEPTH} levels" in error["message"]
+    else:
+        assert response.status_code in (400, 404), response.content  # the claim's own checks answer
+        assert error["code"] != "parse_error"
+
+
+APPLICATION_BODY = {
+    "accelerator": "NVIDIA A100 80GB",
+    "claimed_card_hours": "12000.0000",
+    "claimed_amount": "108000.00",
+    "scenario": "training",
+    "project_summary": "训练工业质检视觉模型",
+}
+
+
+NUL_VALUES = [
+    ("provider", "91340100\x00", "provider"),  # a provider named by its USCC: a query with the value as sent
+    ("program", "FUZZ\x00", "program"),
+    ("accelerator", "A100\x00", "accelerator"),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "path", "content_type"),
+    [
+        *[(*case, content_type) for case in NUL_VALUES for content_type in ("json", "multipart", "urlencoded")],
+        ("project_summary", {"nested": ["ok", "a\x00b"]}, "project_summary.nested[1]", "json"),
+    ],
+)
+def test_a_nul_in_a_body_value_is_a_400_naming_the_field(field, value, path, content_type, owner, provider):
+    body = {**APPLICATION_BODY, "program": "AH-2026", "provider": provider.organisation.uscc, field: value}
+    client = session_client(owner)
+    before = Application.objects.count()
+
+    if content_type == "urlencoded":
+        response = client.generic(
+            "POST", "/api/v1/applications/", urlencode(body), content_type=f"application/x-www-form-{content_type}"
+        )
+    else:
+        response = client.post("/api/v1/applications/", body, format=content_type)
+
+    error = assert_error_shape(response, 400, "validation_failed")
+    assert error["details"] == [{"field": path, "reason": "holds a NUL character (\\u0000)"}]
+    assert Application.objects.count() == before
 
 
 @pytest.mark.xfail(
