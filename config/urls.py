@@ -31,5 +31,6 @@ if settings.DEBUG:
 
     urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
 
+handler400 = "core.api.bad_request"
 handler404 = "core.views.page_not_found"
 handler500 = "core.views.server_error"

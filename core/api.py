@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.core.exceptions import (
+    DisallowedHost,
+    PermissionDenied,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from django_filters import utils as filter_utils
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions, status
@@ -105,3 +112,27 @@ def exception_handler(exc, context):
     if response.status_code == status.HTTP_401_UNAUTHORIZED and not response.get("WWW-Authenticate"):
         response["WWW-Authenticate"] = 'Api-Key realm="api"'
     return response
+
+
+# Django's own 400s, said plainly: its messages name settings (ALLOWED_HOSTS, DATA_UPLOAD_MAX_…)
+# that are no business of a client.
+BAD_REQUESTS = [
+    (DisallowedHost, "bad_host", "The Host header names no host this server answers to."),
+    (RequestDataTooBig, "too_large", "The request body is too large."),
+    (TooManyFieldsSent, "too_many_fields", "The request has too many parameters or form fields."),
+    (TooManyFilesSent, "too_many_files", "The request has too many uploaded files."),
+]
+
+
+def bad_request(request, exception):
+    """``handler400``: a request Django itself refuses before or around the view (a bad Host
+    header, too many fields or files, a body too large, any ``SuspiciousOperation``) is, under
+    /api/, a 400 in the one error shape; elsewhere Django's page."""
+    if not request.path.startswith("/api/"):
+        return defaults.bad_request(request, exception)
+    code, message = "bad_request", "The request is not valid."
+    for kind, kind_code, kind_message in BAD_REQUESTS:
+        if isinstance(exception, kind):
+            code, message = kind_code, kind_message
+            break
+    return JsonResponse(error_body(code, message), status=400)
