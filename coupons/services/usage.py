@@ -36,6 +36,7 @@ from coupons.models import UsageBatch, UsageRecord, normalize_model_name
 from coupons.selectors import accelerator_index
 from coupons.services import usage_weeks
 from enterprises.models import Organisation, Provider
+from enterprises.validators import check_uscc
 
 MAX_BATCH = 10_000
 USAGE_FIELDS = [
@@ -112,6 +113,10 @@ def _decimal(value, places: int) -> Decimal:
     return number
 
 
+class UnstorableMoment(ValueError):
+    """A well-formed date-time the database cannot store; the message says why."""
+
+
 def _moment(value) -> dt.datetime:
     """An ISO 8601 date-time the database can take; ``ValueError`` (reported against the field
     by the caller) for anything else, an offset beyond ±15:59 or year 1 included."""
@@ -121,8 +126,13 @@ def _moment(value) -> dt.datetime:
     if moment.tzinfo is None:
         moment = timezone.make_aware(moment)
     if reason := unstorable_reason(moment):
-        raise ValueError(f"{value!r} {reason}")
+        raise UnstorableMoment(reason)
     return moment
+
+
+def _moment_problem(error: Exception) -> str:
+    """What is wrong with a date-time: why the database cannot take it, else the format."""
+    return str(error) if isinstance(error, UnstorableMoment) else "is not an ISO 8601 date-time"
 
 
 def parse_csv_records(data: bytes) -> list[dict]:
@@ -192,6 +202,8 @@ def validate_records(
         if not RECORD_ID.fullmatch(record_id):
             problems.append(Problem("use 1-64 letters, digits and . _ : - /", line=index, column="record_id"))
         uscc = str(record["enterprise_uscc"]).strip().upper()
+        if not check_uscc(uscc).well_formed:
+            problems.append(Problem("is not a well-formed USCC (18 characters)", line=index, column="enterprise_uscc"))
         accelerator = index_of_model.get(normalize_model_name(str(record["gpu_model"])))
         if accelerator is None:
             problems.append(
@@ -211,13 +223,13 @@ def validate_records(
             gpu_count = None
         try:
             started = _moment(record["started_at"])
-        except (TypeError, ValueError):
-            problems.append(Problem("is not an ISO 8601 date-time", line=index, column="started_at"))
+        except (TypeError, ValueError) as error:
+            problems.append(Problem(_moment_problem(error), line=index, column="started_at"))
             started = None
         try:
             ended = _moment(record["ended_at"])
-        except (TypeError, ValueError):
-            problems.append(Problem("is not an ISO 8601 date-time", line=index, column="ended_at"))
+        except (TypeError, ValueError) as error:
+            problems.append(Problem(_moment_problem(error), line=index, column="ended_at"))
             ended = None
         if started is not None and ended is not None:
             if ended <= started:

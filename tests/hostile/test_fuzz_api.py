@@ -70,9 +70,7 @@ ON_POSTGRES = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresq
 # 500s already reported, each with its regression test below (``test_a_fuzz_finding_...``): the
 # fuzzer counts them instead of failing on them, so that it keeps looking for new ones. Matched
 # on the exception's type and message. Remove an entry once its bug is fixed.
-KNOWN_BUGS = {
-    "PostgreSQL text fields cannot contain NUL": "NUL in a usage record's USCC (PostgreSQL)",
-}
+KNOWN_BUGS: dict[str, str] = {}
 # 4xx not in the error shape, already reported likewise, matched on the body.
 KNOWN_SHAPE_BUGS: dict[bytes, str] = {}
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
@@ -530,11 +528,6 @@ def usage_record(organisation, **overrides) -> dict:
         ),
         pytest.param(
             {"enterprise_uscc": "91340100\x00"},
-            marks=on(
-                "postgresql",
-                "a NUL in enterprise_uscc is not checked (coupons/services/usage.py:179) and reaches PostgreSQL in "
-                "the registry look-up: DataError, 500",
-            ),
             id="nul-in-uscc",
         ),
     ],
