@@ -4,6 +4,7 @@ one error shape ``{"error": {"code", "message", "details"}}``."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from django.core.exceptions import (
     DisallowedHost,
@@ -12,6 +13,7 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from django_filters import utils as filter_utils
@@ -23,6 +25,26 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.datetimes import unstorable_reason
 from core.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+# A database that went away (restart, failover, a killed connection; tests/faults) is a 503 to
+# retry, not a 500: the transaction in flight was rolled back, and the writes a provider retries
+# are idempotent (usage batches by their content, claims by Idempotency-Key). Seconds in
+# Retry-After: a restart takes a few.
+DATABASE_RETRY_AFTER = 10
+# SQLSTATE classes of a lost or refused connection, a server shutting down or starting, too many
+# connections, and a transaction rolled back by the server (deadlock, serialization).
+UNAVAILABLE_SQLSTATES = ("08", "57P", "53", "40")
+
+
+def database_unavailable(exc) -> bool:
+    """An error of the database being away or busy, not of the query (those stay 500s)."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(UNAVAILABLE_SQLSTATES)
 
 
 def _flatten(detail, prefix: str = "") -> list[dict]:
@@ -81,6 +103,14 @@ def error_body(code: str, message: str, details: list[dict] | None = None) -> di
 
 
 def exception_handler(exc, context):
+    if database_unavailable(exc):
+        logger.error("database unavailable: %s", exc, exc_info=exc)
+        response = Response(
+            error_body("database_unavailable", "The database is unavailable; try again shortly."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER)
+        return response
     if isinstance(exc, ApplicationError):
         details = []
         for problem in exc.details:
