@@ -21,23 +21,21 @@ end run everywhere.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 
 import pytest
 from django.db import OperationalError, ProgrammingError, connection, connections, transaction
 from django.test import Client
-from django.utils import timezone
 from rest_framework.views import APIView
 
-from coupons.models import Accelerator, UsageBatch, UsageRecord
-from enterprises.models import Organisation, Provider
+from coupons.models import UsageBatch, UsageRecord
+from enterprises.models import Provider
 from enterprises.services import provider_key_create
 from fixtures.demo.generator import USAGE_COLUMNS
 from tests import factories
 from tests.faults.workers import wait_for
-from tests.faults.world import as_csv, demo_data, load_world
+from tests.faults.world import as_csv, demo_data, hold_record, load_world
 
 USAGE = "/api/v1/usage/"
 BATCH = 10_000  # the API's largest batch
@@ -63,30 +61,6 @@ def a_big_batch():
 def post_usage(key: str, body: bytes):
     client = Client(raise_request_exception=False)  # a server error is answered, as in production
     return client.post(USAGE, data=body, content_type="text/csv", HTTP_AUTHORIZATION=f"Api-Key {key}")
-
-
-def hold_record(provider: Provider, record: dict) -> None:
-    """Insert (uncommitted, in the caller's transaction) a record with the same provider and
-    record id as ``record``."""
-    now = timezone.now()
-    batch = UsageBatch.objects.create(
-        provider=provider, sha256="0" * 64, source="api", records=1, created=1, duplicates=0
-    )
-    UsageRecord.objects.create(
-        provider=provider,
-        record_id=record["record_id"],
-        enterprise=Organisation.objects.get(uscc=record["enterprise_uscc"]),
-        accelerator=Accelerator.objects.first(),
-        gpu_count=1,
-        started_at=now,
-        ended_at=now + dt.timedelta(hours=1),
-        card_hours=1,
-        amount=1,
-        price_per_card_hour=1,
-        payload_hash="0" * 32,
-        batch=batch,
-        received_at=now,
-    )
 
 
 def waiting_copy() -> int | None:

@@ -4,17 +4,20 @@ generator's organisations, providers, programmes, applications and metered usage
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import itertools
 
 import orjson
 from django.db import transaction
 from django.test import override_settings
+from django.utils import timezone
 
 from coupons.imports import ApplicationImport, ProgramImport
+from coupons.models import Accelerator, UsageBatch, UsageRecord
 from coupons.services.usage import usage_ingest
 from enterprises.imports import ProviderImport, RegistryImport
-from enterprises.models import Provider
+from enterprises.models import Organisation, Provider
 from fixtures.demo.generator import (
     APPLICATION_COLUMNS,
     PROGRAM_COLUMNS,
@@ -63,3 +66,27 @@ def load_world(data: DemoData, *, usage: bool = True) -> None:
                     source="file",
                     max_records=None,
                 )
+
+
+def hold_record(provider: Provider, record: dict) -> None:
+    """Insert (uncommitted, in the caller's transaction) a record with the same provider and
+    record id as ``record``."""
+    now = timezone.now()
+    batch = UsageBatch.objects.create(
+        provider=provider, sha256="0" * 64, source="api", records=1, created=1, duplicates=0
+    )
+    UsageRecord.objects.create(
+        provider=provider,
+        record_id=record["record_id"],
+        enterprise=Organisation.objects.get(uscc=record["enterprise_uscc"]),
+        accelerator=Accelerator.objects.first(),
+        gpu_count=1,
+        started_at=now,
+        ended_at=now + dt.timedelta(hours=1),
+        card_hours=1,
+        amount=1,
+        price_per_card_hour=1,
+        payload_hash="0" * 32,
+        batch=batch,
+        received_at=now,
+    )
