@@ -441,41 +441,87 @@ def deadline_weeks(program, today: dt.date) -> tuple[dt.date, dt.date]:
     return last - dt.timedelta(weeks=DEADLINE_WEEKS - 1), last
 
 
-def _usage(program, today: dt.date):
-    """Usage in the programme's window from the weekly sums (``coupons.UsageWeek``, kept by
-    ingestion) per enterprise, provider, card and local week, with the counters the shape
-    features need. The window is counted in whole weeks: from the week of the programme's
-    opening to the week of the window's last day."""
-    import pandas as pd
+def _window_weeks(program, today: dt.date) -> tuple[dt.date, dt.date]:
+    """The usage window counted in whole weeks: from the Monday of the week of the programme's
+    opening to the window's last day (the week of which starts on or before it)."""
+    first, last = usage_window(program, today)
+    return _monday(first), last
 
+
+USAGE_SUMS = [
+    "records",
+    "card_hours",
+    "amount",
+    "flat_hours",
+    "round_records",
+    "deadline_hours",
+    "night_records",
+    "weekend_records",
+]
+
+
+_PER_CARD_SQL = """
+SELECT k.app_row, w.accelerator_id, SUM(w.records),
+       CAST(SUM(w.card_hours) AS float8), CAST(SUM(w.amount) AS float8), CAST(SUM(w.flat_card_hours) AS float8),
+       SUM(w.round_records),
+       CAST(SUM(CASE WHEN w.week >= %s AND w.week <= %s THEN w.card_hours ELSE 0 END) AS float8),
+       SUM(w.night_records), SUM(w.weekend_records)
+  FROM {keys} AS k
+  JOIN coupons_usageweek AS w
+    ON w.enterprise_id = k.enterprise_id AND w.provider_id = k.provider_id AND w.week >= k.since
+ WHERE w.week >= %s AND w.week <= %s
+ GROUP BY k.app_row, w.accelerator_id
+"""
+_PER_ENTERPRISE_SQL = """
+SELECT k.app_row, CAST(SUM(w.card_hours) AS float8)
+  FROM {keys} AS k
+  JOIN coupons_usageweek AS w ON w.enterprise_id = k.enterprise_id AND w.week >= k.since
+ WHERE w.week >= %s AND w.week <= %s
+ GROUP BY k.app_row
+"""
+
+
+def _usage(program, today: dt.date, keys):
+    """Metered usage behind each application, summed in SQL from the weekly sums
+    (``coupons.UsageWeek``, kept by ingestion) over the programme's window. ``keys``: one row per
+    application with ``app_row``, ``enterprise_id``, ``provider_id`` and ``since`` (the first week
+    that counts). Returns the sums per application and card at its provider (``USAGE_SUMS``,
+    with ``deadline_hours`` in the last three weeks before the deadline) and the card-hours per
+    application at all providers."""
+    from core.frames import read_frame, temporary_table
+
+    first, last = _window_weeks(program, today)
+    begin, end = deadline_weeks(program, today)
+    columns = {"app_row": "integer", "enterprise_id": "bigint", "provider_id": "bigint", "since": "date"}
+    with temporary_table("fraud_feature_keys", columns, keys) as table:
+        per_card = read_frame(
+            _PER_CARD_SQL.format(keys=table),
+            [begin, end, first, last],
+            ["app_row", "accelerator_id", *USAGE_SUMS],
+            dtypes={"card_hours": float, "amount": float, "flat_hours": float, "deadline_hours": float},
+        )
+        per_enterprise = read_frame(
+            _PER_ENTERPRISE_SQL.format(keys=table),
+            [first, last],
+            ["app_row", "card_hours"],
+            dtypes={"card_hours": float},
+        )
+    return per_card, per_enterprise.set_index("app_row")["card_hours"]
+
+
+def _provider_sums(program, today: dt.date):
+    """Amount billed and card-hours per card and provider in the programme's window (for the
+    median billed price where staff set no reference price)."""
     from core.frames import read_frame
 
-    first, last = usage_window(program, today)
-    frame = read_frame(
-        "SELECT enterprise_id, provider_id, accelerator_id, week, records, CAST(card_hours AS float8), "
-        "CAST(amount AS float8), CAST(flat_card_hours AS float8), round_records, night_records, weekend_records "
-        "FROM coupons_usageweek WHERE week >= %s AND week <= %s",
-        [_monday(first), last],
-        [
-            "enterprise_id",
-            "provider_id",
-            "accelerator_id",
-            "week",
-            "records",
-            "card_hours",
-            "amount",
-            "flat_hours",
-            "round_records",
-            "night_records",
-            "weekend_records",
-        ],
-        dtypes={"card_hours": float, "amount": float, "flat_hours": float},
+    first, last = _window_weeks(program, today)
+    return read_frame(
+        "SELECT accelerator_id, provider_id, CAST(SUM(amount) AS float8), CAST(SUM(card_hours) AS float8) "
+        "FROM coupons_usageweek WHERE week >= %s AND week <= %s GROUP BY accelerator_id, provider_id",
+        [first, last],
+        ["accelerator_id", "provider_id", "amount", "card_hours"],
+        dtypes={"amount": float, "card_hours": float},
     )
-    frame["week"] = pd.to_datetime(frame["week"]).astype("datetime64[ns]")
-    begin, end = deadline_weeks(program, today)
-    in_deadline = (frame["week"] >= pd.Timestamp(begin)) & (frame["week"] <= pd.Timestamp(end))
-    frame["deadline_hours"] = frame["card_hours"].where(in_deadline, 0.0)
-    return frame
 
 
 # --- the table -----------------------------------------------------------------------------
@@ -555,43 +601,27 @@ def build_features(program, *, today: dt.date | None = None):
     features["subsidy_talk"] = texts.str.count(SUBSIDY_TERMS) * 100 / length
     features["work_talk"] = texts.str.count(WORK_TERMS) * 100 / length
 
-    usage = _usage(program, today)
-    reference = _reference_prices(program, usage)
+    reference = _reference_prices(program, _provider_sums(program, today))
     card_reference = apps["accelerator_id"].map(reference)
     claimed_price = apps["claimed_amount"] / apps["claimed_card_hours"].clip(lower=1e-9)
     features["claimed_price_ratio"] = (claimed_price / card_reference).fillna(1.0)
     features["claim_per_employee_log"] = np.log10(apps["claimed_amount"] / insured.clip(lower=1) + 1)
 
-    pair = ["organisation_id", "provider_id"]
-    sums = [
-        "records",
-        "card_hours",
-        "amount",
-        "flat_hours",
-        "round_records",
-        "deadline_hours",
-        "night_records",
-        "weekend_records",
-        "reference_cost",
-    ]
     # Usage counts from the week that holds the first day of the month the applicant applied in.
     month_start = applied_day.dt.to_period("M").dt.to_timestamp()
     since = month_start - pd.to_timedelta(month_start.dt.weekday, unit="D")
-    if len(usage):
-        usage = usage.assign(reference_cost=usage["card_hours"] * usage["accelerator_id"].map(reference).fillna(0))
-        usage = usage.rename(columns={"enterprise_id": "organisation_id"})
-        # Usage of the applicant at its provider.
-        keyed = apps[pair].assign(app_id=apps.index, since=since).merge(usage, on=pair)
-        keyed = keyed[keyed["week"] >= keyed["since"]]
-        per_pair = keyed.groupby("app_id")[sums].sum()
-        by_enterprise = usage.groupby(["organisation_id", "week"])["card_hours"].sum().reset_index()
-        everything = (
-            apps[["organisation_id"]].assign(app_id=apps.index, since=since).merge(by_enterprise, on="organisation_id")
-        )
-        per_enterprise = everything[everything["week"] >= everything["since"]].groupby("app_id")["card_hours"].sum()
-    else:
-        per_pair = pd.DataFrame(columns=sums, dtype=float)
-        per_enterprise = pd.Series(dtype=float)
+    keys = pd.DataFrame(
+        {
+            "app_row": np.arange(len(apps)),
+            "enterprise_id": apps["organisation_id"].to_numpy(),
+            "provider_id": apps["provider_id"].to_numpy(),
+            "since": since.dt.date.to_numpy(),
+        }
+    )
+    per_card, per_enterprise = _usage(program, today, keys)
+    sums = [*USAGE_SUMS, "reference_cost"]
+    per_card["reference_cost"] = per_card["card_hours"] * per_card["accelerator_id"].map(reference).fillna(0)
+    per_pair = per_card.groupby("app_row")[sums].sum()
     joined = per_pair.reindex(apps.index)
     records = joined["records"].fillna(0).astype(float)
     hours = joined["card_hours"].fillna(0).astype(float)
