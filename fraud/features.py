@@ -315,9 +315,10 @@ def _digest(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def summary_signatures(application_ids, texts: list[str]):
+def summary_signatures(application_ids, texts: list[str], program_id: int | None = None):
     """The signatures of these applications' (whitespace-normalised) summaries: those stored in
-    ``SummarySignature`` for the same text are read, the others computed and stored."""
+    ``SummarySignature`` for the same text are read, the others computed and stored. With
+    ``program_id``, the applications are all of that programme's."""
     import numpy as np
 
     from fraud.models import SummarySignature
@@ -325,10 +326,15 @@ def summary_signatures(application_ids, texts: list[str]):
     ids = [int(pk) for pk in application_ids]
     digests = [_digest(text) for text in texts]
     stored = {}
-    for start in range(0, len(ids), 20000):
-        for pk, digest, signature in SummarySignature.objects.filter(
-            application_id__in=ids[start : start + 20000]
-        ).values_list("application_id", "digest", "signature"):
+    if program_id is not None:  # one join rather than lists of ids
+        batches = [SummarySignature.objects.filter(application__program_id=program_id)]
+    else:
+        batches = [
+            SummarySignature.objects.filter(application_id__in=ids[start : start + 20000])
+            for start in range(0, len(ids), 20000)
+        ]
+    for batch in batches:
+        for pk, digest, signature in batch.values_list("application_id", "digest", "signature"):
             stored[pk] = (digest, signature)
     signatures = np.empty((len(ids), PERMUTATIONS), dtype=np.uint64)
     missing = []
@@ -356,12 +362,11 @@ def summary_signatures(application_ids, texts: list[str]):
     return signatures
 
 
-def _summary_similarity(texts, owners, application_ids=None):
+def _summary_similarity(texts, owners, application_ids=None, program_id=None):
     """For each text, the highest estimated Jaccard similarity (character 3-gram MinHash with
     LSH) to a text of another organisation. With ``application_ids``, the signatures come from
     (and go to) ``SummarySignature``."""
     import numpy as np
-    import pandas as pd
 
     n = len(texts)
     best = np.zeros(n)
@@ -371,32 +376,58 @@ def _summary_similarity(texts, owners, application_ids=None):
     if application_ids is None:
         signatures = minhash_signatures(cleaned)
     else:
-        signatures = summary_signatures(application_ids, cleaned)
+        signatures = summary_signatures(application_ids, cleaned, program_id)
     nonempty = np.array([bool(text) for text in cleaned])
+    pairs = _candidate_pairs(signatures, nonempty)
     owners = np.asarray(owners)
-    pairs = []
-    for band in range(PERMUTATIONS // BAND_ROWS):
-        block = signatures[:, band * BAND_ROWS : (band + 1) * BAND_ROWS]
-        keys = pd.util.hash_array(block[:, 0]) ^ (pd.util.hash_array(block[:, 1]) * np.uint64(3))
-        for k in range(2, BAND_ROWS):
-            keys ^= pd.util.hash_array(block[:, k]) * np.uint64(2 * k + 1)
-        frame = pd.DataFrame({"key": keys, "row": np.arange(n)})[nonempty]
-        sizes = frame.groupby("key")["row"].transform("size")
-        frame = frame[sizes > 1]
-        for _key, members in frame.groupby("key")["row"]:
-            members = members.to_numpy()[:2000]
-            left, right = np.triu_indices(len(members), k=1)
-            pairs.append(np.stack([members[left], members[right]], axis=1))
-    if not pairs:
-        return best
-    pairs = np.unique(np.concatenate(pairs), axis=0)
     pairs = pairs[owners[pairs[:, 0]] != owners[pairs[:, 1]]]
     if len(pairs) == 0:
         return best
-    similarity = (signatures[pairs[:, 0]] == signatures[pairs[:, 1]]).mean(axis=1)
+    # The estimate: the share of equal values. Compared on their low 32 bits (a false equality
+    # has odds of 2^-32) and in chunks, to keep the copies small.
+    low = signatures.astype(np.uint32)
+    similarity = np.empty(len(pairs))
+    for start in range(0, len(pairs), 1 << 18):
+        chunk = pairs[start : start + (1 << 18)]
+        similarity[start : start + len(chunk)] = (low[chunk[:, 0]] == low[chunk[:, 1]]).sum(axis=1) / PERMUTATIONS
     np.maximum.at(best, pairs[:, 0], similarity)
     np.maximum.at(best, pairs[:, 1], similarity)
     return best
+
+
+BUCKET_CAP = 2000  # members of one LSH bucket compared pairwise (a bigger bucket is one text, copied)
+
+
+def _candidate_pairs(signatures, usable):
+    """Pairs of rows (i < j) that agree on all rows of at least one LSH band, without
+    repetition, among the ``usable`` rows. Vectorised: rows are sorted by band key, and the
+    buckets of each size are paired at once."""
+    import numpy as np
+    import pandas as pd
+
+    n = len(signatures)
+    rows = np.flatnonzero(usable)
+    found = []
+    for band in range(PERMUTATIONS // BAND_ROWS):
+        block = signatures[rows, band * BAND_ROWS : (band + 1) * BAND_ROWS]
+        keys = pd.util.hash_array(block[:, 0])
+        for k in range(1, BAND_ROWS):
+            keys ^= pd.util.hash_array(block[:, k]) * np.uint64(2 * k + 1)
+        order = np.argsort(keys, kind="stable")
+        ordered_keys, ordered_rows = keys[order], rows[order]
+        starts = np.flatnonzero(np.r_[True, ordered_keys[1:] != ordered_keys[:-1]])
+        sizes = np.diff(np.r_[starts, len(ordered_keys)])
+        for size in np.unique(sizes[sizes > 1]):
+            kept = min(int(size), BUCKET_CAP)
+            members = ordered_rows[starts[sizes == size][:, None] + np.arange(kept)]
+            left, right = np.triu_indices(kept, k=1)
+            first, second = members[:, left].ravel(), members[:, right].ravel()
+            found.append(np.minimum(first, second) * n + np.maximum(first, second))
+    if not found:
+        return np.empty((0, 2), dtype=np.int64)
+    codes = np.sort(np.concatenate(found))  # then without repeats (np.unique's hashing is slower)
+    codes = codes[np.r_[True, codes[1:] != codes[:-1]]]
+    return np.stack([codes // n, codes % n], axis=1)
 
 
 def _reference_prices(program, usage):
@@ -596,7 +627,7 @@ def build_features(program, *, today: dt.date | None = None):
     texts = apps["project_summary"].fillna("")
     length = texts.str.len().clip(lower=1)
     features["summary_similarity"] = _summary_similarity(
-        texts.tolist(), apps["organisation_id"].to_numpy(), apps["id"].to_numpy()
+        texts.tolist(), apps["organisation_id"].to_numpy(), apps["id"].to_numpy(), program.pk
     )
     features["subsidy_talk"] = texts.str.count(SUBSIDY_TERMS) * 100 / length
     features["work_talk"] = texts.str.count(WORK_TERMS) * 100 / length
