@@ -23,6 +23,7 @@ end runs everywhere.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 
@@ -109,8 +110,10 @@ def chunk_locks_held() -> int:
 
 
 def queue_drained(client: redis.Redis, queue: str) -> bool:
-    """Nothing waiting in the queue and nothing taken and unacknowledged (kombu's ``unacked``)."""
-    return client.llen(queue) == 0 and client.hlen("unacked") == 0
+    """Nothing waiting in the queue and nothing of it taken and unacknowledged (kombu keeps
+    those in the ``unacked`` hash as ``[message, exchange, routing key]``)."""
+    taken = [json.loads(value)[2] for value in client.hvals("unacked")]
+    return client.llen(queue) == 0 and queue not in taken
 
 
 def assert_one_current_assessment_each(watermark: int) -> int:
