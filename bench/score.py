@@ -21,7 +21,7 @@ What it does, in one run on one database:
 3. baseline: ``SELECT enterprise_id, count(*), sum(card_hours), sum(amount) FROM
    coupons_usagerecord GROUP BY enterprise_id``, every row fetched, once untimed (it warms the
    cache, for the rescore too: the usage table is what both read) and then once per repeat;
-4. rescore: ``for program in Program.objects.all(): score_program(program)`` in this process,
+4. rescore: ``score_programs(Program.objects.all())`` (what ``manage.py score_risk`` runs) in this process,
    end to end (features from the database, rules and models, the assessments written with COPY
    and the applications' score and band updated), the fraud model loaded afresh from its file
    inside the timed part. The libraries the model needs are imported beforehand, as in a
@@ -360,12 +360,13 @@ class Breakdown:
     # (module, attribute, label): score_program calls these through the module globals.
     TARGETS = (
         ("fraud.scoring", "current_model", "model load"),
+        ("fraud.scoring", "load_context", "load_context"),
+        ("fraud.features", "_registry", "load_context/_registry"),
+        ("fraud.features", "_components", "load_context/_components"),
         ("fraud.scoring", "build_features", "build_features"),
-        ("fraud.features", "_registry", "build_features/_registry"),
         ("fraud.features", "_summary_similarity", "build_features/_summary_similarity"),
         ("fraud.features", "_usage", "build_features/_usage"),
-        ("fraud.features", "_reference_prices", "build_features/_reference_prices"),
-        ("fraud.features", "_components", "build_features/_components"),
+        ("fraud.features", "_provider_sums", "build_features/_provider_sums"),
         ("fraud.scoring", "assess", "assess"),
         ("fraud.scoring", "_write_assessments", "_write_assessments"),
         ("fraud.scoring", "_update_application_risk", "_update_application_risk"),
@@ -425,19 +426,17 @@ class Breakdown:
         written = s["_write_assessments"] + s["_update_application_risk"]
         parts = {
             "model_load": s["model load"],
+            "load_context": s["load_context"],
+            "load_context_registry": s["load_context/_registry"],
+            "load_context_components": s["load_context/_components"],
             "build_features": s["build_features"],
-            "build_features_usage": s["build_features/_usage"],
-            "build_features_usage_sql": self.sql.get("build_features/_usage", 0.0),
-            "build_features_registry": s["build_features/_registry"],
+            "build_features_usage": s["build_features/_usage"] + s["build_features/_provider_sums"],
             "build_features_summary_similarity": s["build_features/_summary_similarity"],
-            "build_features_reference_prices": s["build_features/_reference_prices"],
-            "build_features_components": s["build_features/_components"],
             "build_features_rest": s["build_features"] - inner,
-            "build_features_rest_sql": self.sql.get("build_features", 0.0),
             "assess": s["assess"],
             "write_assessments": s["_write_assessments"],
             "update_application_risk": s["_update_application_risk"],
-            "other": total - s["model load"] - s["build_features"] - s["assess"] - written,
+            "other": total - s["model load"] - s["load_context"] - s["build_features"] - s["assess"] - written,
         }
         return {
             "seconds": parts,
@@ -452,7 +451,7 @@ def rescore(profile: Path | None = None) -> tuple[float, int, dict, list[dict]]:
 
     from coupons.models import Program
     from fraud import model as fraud_model
-    from fraud.scoring import score_program
+    from fraud.scoring import score_programs
 
     connection.ensure_connection()
     breakdown = Breakdown()
@@ -461,14 +460,12 @@ def rescore(profile: Path | None = None) -> tuple[float, int, dict, list[dict]]:
         import cProfile
 
         profiler = cProfile.Profile()
-    results = []
     with breakdown.installed():
         fraud_model._cache.update(key=None, model=None)  # the model is loaded inside the timed part
         if profiler:
             profiler.enable()
         started = time.perf_counter()
-        for program in Program.objects.all():
-            results.append(score_program(program))
+        results = score_programs(Program.objects.all())
         seconds = time.perf_counter() - started
         if profiler:
             profiler.disable()
@@ -605,16 +602,13 @@ def report(figures: dict) -> int:
     print("programmes: " + ", ".join(f"{p['program']} {p['scored']}" for p in rescore_figures["programs"]))
     print(f"rescore breakdown (best of {figures['repeat']}):")
     print(line("load the model", parts["model_load"]))
+    print(line("registry and history (once)", parts["load_context"]))
+    print(line("_registry", parts["load_context_registry"], 4))
+    print(line("_components", parts["load_context_components"], 4))
     print(line("build_features", parts["build_features"]))
-    print(line("_usage (all)", parts["build_features_usage"], 4))
-    print(line("_usage SQL", parts["build_features_usage_sql"], 6))
-    print(line("_usage to pandas", parts["build_features_usage"] - parts["build_features_usage_sql"], 6))
-    print(line("_registry", parts["build_features_registry"], 4))
+    print(line("usage sums (SQL, weekly table)", parts["build_features_usage"], 4))
     print(line("_summary_similarity", parts["build_features_summary_similarity"], 4))
-    print(line("_components", parts["build_features_components"], 4))
-    print(line("_reference_prices", parts["build_features_reference_prices"], 4))
     print(line("the rest", parts["build_features_rest"], 4))
-    print(line("of which SQL", parts["build_features_rest_sql"], 6))
     print(line("assess (rules, models, reasons)", parts["assess"]))
     print(line("_write_assessments (COPY)", parts["write_assessments"]))
     print(line("_update_application_risk", parts["update_application_risk"]))

@@ -40,7 +40,9 @@ def read_frame(sql: str, params: list | tuple | dict, columns: list[str], dtypes
     if not rows:
         return empty()
     frame = pd.DataFrame.from_records(rows, columns=columns)
-    return frame.astype(dtypes) if dtypes else frame
+    # Text stays as the driver gives it (None for NULL, as the CSV parser's NaN on PostgreSQL).
+    numeric = {name: kind for name, kind in (dtypes or {}).items() if kind is not str}
+    return frame.astype(numeric) if numeric else frame
 
 
 @contextlib.contextmanager

@@ -200,7 +200,13 @@ def _frame(queryset, columns: list[str]):
 
 
 def _normalised(series):
-    return series.fillna("").astype(str).str.strip().str.lower().str.replace(r"\s+", "", regex=True)
+    """Identity values compared without case or white space (a comprehension: pandas' string
+    methods take several passes)."""
+    import pandas as pd
+
+    return pd.Series(
+        ["".join(value.split()).lower() if isinstance(value, str) else "" for value in series], index=series.index
+    )
 
 
 def _registry():
@@ -244,6 +250,39 @@ def _registry():
         counts = key.map(key.value_counts())
         orgs[feature] = np.where(key == "", 0, counts - 1)
     return orgs, list(attributes.values())
+
+
+@dataclass
+class Context:
+    """What the features of every programme read besides the programme itself: the registry
+    (with the counts of shared identity values and the relationship components) and the
+    history of applications and fraud verdicts. ``load_context()`` reads it; scoring several
+    programmes reads it once."""
+
+    orgs: object  # DataFrame, one row per organisation
+    identity_columns: list[str]
+    components: object  # Series: organisation id → component
+    history: object  # DataFrame: every application (id, organisation_id, program_id, opens, status, claimed_amount)
+    frauds: set[int]  # applications confirmed as fraud
+
+
+def load_context() -> Context:
+    import pandas as pd
+
+    from core.frames import read_frame
+    from fraud.models import Outcome
+
+    orgs, identity_columns = _registry()
+    history = read_frame(
+        "SELECT a.id, a.organisation_id, a.program_id, p.opens, a.status, CAST(a.claimed_amount AS float8) "
+        "FROM coupons_application AS a JOIN coupons_program AS p ON p.id = a.program_id",
+        [],
+        ["id", "organisation_id", "program_id", "opens", "status", "claimed_amount"],
+        dtypes={"status": str, "claimed_amount": float},
+    )
+    history["opens"] = pd.to_datetime(history["opens"]).dt.date
+    frauds = set(Outcome.objects.filter(verdict=Outcome.Verdict.FRAUD).values_list("application_id", flat=True))
+    return Context(orgs, identity_columns, _components(orgs, identity_columns), history, frauds)
 
 
 def _components(orgs, columns: list[str]):
@@ -558,25 +597,29 @@ def _provider_sums(program, today: dt.date):
 # --- the table -----------------------------------------------------------------------------
 
 
-def build_features(program, *, today: dt.date | None = None):
+def build_features(program, *, today: dt.date | None = None, context: Context | None = None):
     """One row per application of ``program`` (index: application id) with every feature of
-    ``FEATURES``, plus ``reference`` and ``organisation_id`` for reporting."""
+    ``FEATURES``, plus ``reference`` and ``organisation_id`` for reporting. ``context``: the
+    registry and history already read (``load_context``), when scoring several programmes."""
     import numpy as np
     import pandas as pd
 
-    from coupons.models import Application
-    from fraud.models import Outcome
+    from core.frames import read_frame
 
     today = today or timezone.localdate()
-    apps_qs = Application.objects.filter(program=program)
-    apps = _frame(
-        apps_qs,
+    apps = read_frame(
+        "SELECT a.id, a.reference, a.organisation_id, a.provider_id, p.organisation_id, a.accelerator_id, "
+        "CAST(a.claimed_card_hours AS float8), CAST(a.claimed_amount AS float8), a.submitted_at, a.decided_at, "
+        "a.created_at, a.status, a.project_summary "
+        "FROM coupons_application AS a JOIN enterprises_provider AS p ON p.id = a.provider_id "
+        "WHERE a.program_id = %s ORDER BY a.id",
+        [program.pk],
         [
             "id",
             "reference",
             "organisation_id",
             "provider_id",
-            "provider__organisation_id",
+            "provider_org_id",
             "accelerator_id",
             "claimed_card_hours",
             "claimed_amount",
@@ -586,17 +629,26 @@ def build_features(program, *, today: dt.date | None = None):
             "status",
             "project_summary",
         ],
-    ).rename(columns={"provider__organisation_id": "provider_org_id"})
+        dtypes={
+            "reference": str,
+            "claimed_card_hours": float,
+            "claimed_amount": float,
+            "submitted_at": str,
+            "decided_at": str,
+            "created_at": str,
+            "status": str,
+            "project_summary": str,
+        },
+    )
     if apps.empty:
         return pd.DataFrame(columns=["reference", "organisation_id", *FEATURE_NAMES])
-    apps["claimed_card_hours"] = apps["claimed_card_hours"].astype(float)
-    apps["claimed_amount"] = apps["claimed_amount"].astype(float)
-    applied = pd.to_datetime(apps["submitted_at"].fillna(apps["created_at"]), utc=True).dt.tz_convert(
+    applied = pd.to_datetime(apps["submitted_at"].fillna(apps["created_at"]), utc=True, format="ISO8601").dt.tz_convert(
         timezone.get_current_timezone()
     )
     applied_day = applied.dt.tz_localize(None).dt.normalize()
 
-    orgs, identity_columns = _registry()
+    context = context or load_context()
+    orgs, identity_columns = context.orgs, context.identity_columns
     org = orgs.set_index("id")
     applicant = org.loc[apps["organisation_id"]].reset_index(drop=True)
     provider_org = org.loc[apps["provider_org_id"]].reset_index(drop=True)
@@ -660,7 +712,7 @@ def build_features(program, *, today: dt.date | None = None):
     # The claim covers the project from approval (or, before approval, from submission) to the
     # programme's close; usage is compared with the part of that period that has elapsed.
     decided = (
-        pd.to_datetime(apps["decided_at"], utc=True)
+        pd.to_datetime(apps["decided_at"], utc=True, format="ISO8601")
         .dt.tz_convert(timezone.get_current_timezone())
         .dt.tz_localize(None)
         .dt.normalize()
@@ -706,40 +758,23 @@ def build_features(program, *, today: dt.date | None = None):
         specific = applicant[column].map(counts).fillna(0).to_numpy() <= SHARE_CAP
         direct += (mine != "") & (mine == theirs) & specific
     features["related_direct"] = direct
-    components = _components(orgs, identity_columns)
+    components = context.components
     same = components.loc[apps["organisation_id"]].to_numpy() == components.loc[apps["provider_org_id"]].to_numpy()
     features["related_indirect"] = (same & (direct == 0)).astype(float)
 
-    earlier = _frame(
-        Application.objects.filter(
-            organisation_id__in=apps["organisation_id"].unique().tolist(), program__opens__lt=program.opens
-        )
-        if len(apps) < 20000
-        else Application.objects.filter(program__opens__lt=program.opens),
-        ["id", "organisation_id", "claimed_card_hours", "claimed_amount"],
-    )
-    frauds = set(
-        Outcome.objects.filter(
-            verdict=Outcome.Verdict.FRAUD, application__program__opens__lt=program.opens
-        ).values_list("application_id", flat=True)
-    )
+    history = context.history
+    earlier = history[history["opens"] < program.opens]
     features["earlier_applications"] = (
         apps["organisation_id"].map(earlier.groupby("organisation_id").size()).fillna(0).astype(float)
     )
-    earlier["fraud"] = earlier["id"].isin(frauds)
-    features["earlier_fraud"] = (
-        apps["organisation_id"].map(earlier.groupby("organisation_id")["fraud"].sum()).fillna(0).astype(float)
-    )
-    other = _frame(
-        Application.objects.exclude(program=program)
-        .exclude(status__in=["draft", "withdrawn"])
-        .filter(organisation_id__in=apps["organisation_id"].unique().tolist())
-        if len(apps) < 20000
-        else Application.objects.exclude(program=program).exclude(status__in=["draft", "withdrawn"]),
-        ["organisation_id", "claimed_amount"],
-    )
+    earlier_fraud = earlier["id"].isin(list(context.frauds)).groupby(earlier["organisation_id"]).sum()
+    features["earlier_fraud"] = apps["organisation_id"].map(earlier_fraud).fillna(0).astype(float)
+    other = history[
+        (history["program_id"] != program.pk)
+        & ~history["status"].isin(["draft", "withdrawn"])
+        & history["organisation_id"].isin(apps["organisation_id"])
+    ][["organisation_id", "claimed_amount"]]
     if len(other):
-        other["claimed_amount"] = other["claimed_amount"].astype(float)
         merged = (
             apps[["organisation_id", "claimed_amount"]]
             .reset_index()

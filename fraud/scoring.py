@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
-from fraud.features import FEATURE_NAMES, build_features, describe
+from fraud.features import FEATURE_NAMES, Context, build_features, describe, load_context
 from fraud.model import FraudModel, current_model
 from fraud.rules import active_rules, evaluate, sentence
 
@@ -118,16 +118,22 @@ def assess(features, model: FraudModel | None):
 
 
 def score_program(
-    program, *, application_ids=None, today: dt.date | None = None, model: FraudModel | None = None
+    program,
+    *,
+    application_ids=None,
+    today: dt.date | None = None,
+    model: FraudModel | None = None,
+    context: Context | None = None,
 ) -> ScoreResult:
     """Assess every application of ``program`` (or those in ``application_ids``) and write the
-    assessments and the applications' current score and band in one transaction."""
+    assessments and the applications' current score and band in one transaction. ``context``:
+    the registry and history, when several programmes are scored (``score_programs``)."""
     from coupons.models import Application
     from fraud.models import RiskAssessment
 
     # Features compare each application with the whole programme, so all of it is read; only
     # the applications asked for are written.
-    features = build_features(program, today=today or timezone.localdate())
+    features = build_features(program, today=today or timezone.localdate(), context=context)
     if application_ids is not None:
         features = features.loc[features.index.intersection(list(application_ids))]
     if features.empty:
@@ -244,6 +250,17 @@ def _update_application_risk(Application, updates: list[tuple[int, int, str, str
         for pk, score, band, reasons in updates
     ]
     Application.objects.bulk_update(objects, ["risk_score", "risk_band", "risk_reasons"], batch_size=500)
+
+
+def score_programs(programs, *, progress=None) -> list[ScoreResult]:
+    """Score every application of these programmes, reading the registry and the history once
+    (the full rescore of ``score_risk``, the demo and the benchmark). ``progress`` wraps the
+    list of programmes (a progress bar)."""
+    programs = list(programs)
+    if not programs:
+        return []
+    context = load_context()
+    return [score_program(program, context=context) for program in (progress or list)(programs)]
 
 
 def score_applications(application_ids) -> list[ScoreResult]:

@@ -98,7 +98,7 @@ class Command(BaseCommand):
         """Train on the demo's audit outcomes and score every application, so the review queue
         shows risk from the first look."""
         from coupons.models import Program
-        from fraud.scoring import score_program
+        from fraud.scoring import score_programs
         from fraud.training import train_fraud_model
 
         trained = train_fraud_model()
@@ -106,10 +106,11 @@ class Command(BaseCommand):
         self.stdout.write(f"fraud model: {trained.version} {kind}")
         from coupons.models import Application
 
-        for program in Program.objects.order_by("opens"):
-            if not Application.objects.filter(program=program, risk_score__isnull=True).exists():
-                continue  # scored before: a second seed changes nothing more
-            result = score_program(program)
+        # Programmes scored before are left alone: a second seed changes nothing more.
+        unscored = Program.objects.filter(
+            pk__in=Application.objects.filter(risk_score__isnull=True).values("program_id")
+        ).order_by("opens")
+        for result in score_programs(unscored):
             self.stdout.write(f"scored {result.program}: {result.scored} applications {result.bands}")
 
     def load_usage(self, data) -> None:

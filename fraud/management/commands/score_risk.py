@@ -4,7 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from coupons.models import Program
-from fraud.scoring import score_program
+from fraud.scoring import score_programs
 
 
 class Command(BaseCommand):
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         from core.management.importing import terminal_progress
 
         progress = terminal_progress(self.stderr._out)
-        results = [score_program(p) for p in progress(list(programs), desc="scoring", unit="programme")]
+        results = score_programs(programs, progress=lambda items: progress(items, desc="scoring", unit="programme"))
         for result in results:
             bands = ", ".join(f"{count} {band}" for band, count in sorted(result.bands.items()))
             self.stdout.write(
