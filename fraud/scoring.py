@@ -102,18 +102,29 @@ def assess(features, model: FraudModel | None):
     # The feature values as JSON objects, one per application, written by pandas in one go
     # (numbers and nulls only: nothing a COPY line would need to escape).
     values = features[FEATURE_NAMES].round(4).to_json(orient="records", lines=True).splitlines()
-    ids = features.index.to_numpy()
+    none = [None] * count
+    rounded_anomaly = none if anomaly is None else np.round(np.asarray(anomaly, dtype=float), 4).tolist()
+    rounded_probability = none if probability is None else np.round(np.asarray(probability, dtype=float), 4).tolist()
     results = [
         {
-            "application_id": int(ids[i]),
-            "score": int(scores[i]),
-            "rule_points": int(points.iat[i]),
-            "anomaly": None if anomaly is None else round(float(anomaly[i]), 4),
-            "probability": None if probability is None else round(float(probability[i]), 4),
-            "reasons": reasons[i],
-            "features_json": values[i],
+            "application_id": pk,
+            "score": score,
+            "rule_points": rule_points,
+            "anomaly": anomaly_value,
+            "probability": probability_value,
+            "reasons": reasons_of,
+            "features_json": values_of,
         }
-        for i in range(count)
+        for pk, score, rule_points, anomaly_value, probability_value, reasons_of, values_of in zip(
+            features.index.tolist(),
+            np.asarray(scores).tolist(),
+            points.to_numpy().tolist(),
+            rounded_anomaly,
+            rounded_probability,
+            reasons,
+            values,
+            strict=True,
+        )
     ]
     return results, (model.version if model is not None else RULES_ONLY), np.asarray(scores)
 
@@ -141,11 +152,11 @@ def score_program(
         return ScoreResult(program.code, 0, RULES_ONLY, {})
     model = model if model is not None else current_model()
     results, version, _scores = assess(features, model)
-    for r in results:
-        r["band"] = str(program.band_for(r["score"]))
+    bands_of = program.bands_for([r["score"] for r in results])
     bands: dict[str, int] = {}
-    for r in results:
-        bands[r["band"]] = bands.get(r["band"], 0) + 1
+    for r, band in zip(results, bands_of, strict=True):
+        r["band"] = band
+        bands[band] = bands.get(band, 0) + 1
     with transaction.atomic():
         _write_assessments(RiskAssessment, results, version)
         _update_application_risk(

@@ -104,8 +104,15 @@ class Program(models.Model):
     def band_for(self, score: int | None) -> str:
         if score is None:
             return ""
-        if score >= self.risk_high_from:
-            return RiskBand.HIGH
-        if score >= self.risk_medium_from:
-            return RiskBand.MEDIUM
-        return RiskBand.LOW
+        return self.bands_for([score])[0]
+
+    def bands_for(self, scores) -> list[str]:
+        """The band of each score (a sequence of integers), computed for all at once."""
+        import numpy as np
+
+        scores = np.asarray(scores)
+        return np.where(
+            scores >= self.risk_high_from,
+            str(RiskBand.HIGH),
+            np.where(scores >= self.risk_medium_from, str(RiskBand.MEDIUM), str(RiskBand.LOW)),
+        ).tolist()
