@@ -61,6 +61,7 @@ def temporary_table(name: str, columns: dict[str, str], frame):
                 frame[names].to_csv(buffer, header=False, index=False)
                 with cursor.copy(f"COPY {name} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as copy:
                     copy.write(buffer.getvalue())
+                cursor.execute(f"ANALYZE {name}")  # the planner's estimates of the joins that read it
             else:
                 placeholders = ", ".join(["%s"] * len(names))
                 cursor.executemany(

@@ -530,30 +530,23 @@ USAGE_SUMS = [
 ]
 
 
-_PER_CARD_SQL = """
-SELECT k.app_row, w.accelerator_id, SUM(w.records),
+_USAGE_SQL = """
+SELECT k.app_row, w.accelerator_id, CASE WHEN w.provider_id = k.provider_id THEN 1 ELSE 0 END,
+       SUM(w.records),
        CAST(SUM(w.card_hours) AS float8), CAST(SUM(w.amount) AS float8), CAST(SUM(w.flat_card_hours) AS float8),
        SUM(w.round_records),
        CAST(SUM(CASE WHEN w.week >= %s AND w.week <= %s THEN w.card_hours ELSE 0 END) AS float8),
        SUM(w.night_records), SUM(w.weekend_records)
   FROM {keys} AS k
-  JOIN coupons_usageweek AS w
-    ON w.enterprise_id = k.enterprise_id AND w.provider_id = k.provider_id AND w.week >= k.since
- WHERE w.week >= %s AND w.week <= %s
- GROUP BY k.app_row, w.accelerator_id
-"""
-_PER_ENTERPRISE_SQL = """
-SELECT k.app_row, CAST(SUM(w.card_hours) AS float8)
-  FROM {keys} AS k
   JOIN coupons_usageweek AS w ON w.enterprise_id = k.enterprise_id AND w.week >= k.since
  WHERE w.week >= %s AND w.week <= %s
- GROUP BY k.app_row
+ GROUP BY k.app_row, w.accelerator_id, CASE WHEN w.provider_id = k.provider_id THEN 1 ELSE 0 END
 """
 
 
 def _usage(program, today: dt.date, keys):
-    """Metered usage behind each application, summed in SQL from the weekly sums
-    (``coupons.UsageWeek``, kept by ingestion) over the programme's window. ``keys``: one row per
+    """Metered usage behind each application, summed in one SQL join of the applications with
+    the weekly sums (``coupons.UsageWeek``, kept by ingestion) over the programme's window. ``keys``: one row per
     application with ``app_row``, ``enterprise_id``, ``provider_id`` and ``since`` (the first week
     that counts). Returns the sums per application and card at its provider (``USAGE_SUMS``,
     with ``deadline_hours`` in the last three weeks before the deadline) and the card-hours per
@@ -564,19 +557,14 @@ def _usage(program, today: dt.date, keys):
     begin, end = deadline_weeks(program, today)
     columns = {"app_row": "integer", "enterprise_id": "bigint", "provider_id": "bigint", "since": "date"}
     with temporary_table("fraud_feature_keys", columns, keys) as table:
-        per_card = read_frame(
-            _PER_CARD_SQL.format(keys=table),
+        sums = read_frame(
+            _USAGE_SQL.format(keys=table),
             [begin, end, first, last],
-            ["app_row", "accelerator_id", *USAGE_SUMS],
+            ["app_row", "accelerator_id", "at_provider", *USAGE_SUMS],
             dtypes={"card_hours": float, "amount": float, "flat_hours": float, "deadline_hours": float},
         )
-        per_enterprise = read_frame(
-            _PER_ENTERPRISE_SQL.format(keys=table),
-            [first, last],
-            ["app_row", "card_hours"],
-            dtypes={"card_hours": float},
-        )
-    return per_card, per_enterprise.set_index("app_row")["card_hours"]
+    per_enterprise = sums.groupby("app_row")["card_hours"].sum()
+    return sums[sums["at_provider"] == 1].drop(columns="at_provider"), per_enterprise
 
 
 def _provider_sums(program, today: dt.date):

@@ -85,7 +85,11 @@ class RiskAssessment(models.Model):
     """A risk score of one application at one moment, with what it rests on."""
 
     application = models.ForeignKey(
-        "coupons.Application", verbose_name=_("application"), on_delete=models.CASCADE, related_name="assessments"
+        "coupons.Application",
+        verbose_name=_("application"),
+        on_delete=models.CASCADE,
+        related_name="assessments",
+        db_index=False,  # assessment_latest_idx starts with it
     )
     score = models.PositiveSmallIntegerField(_("score"))
     band = models.CharField(_("band"), max_length=10)
