@@ -1,9 +1,8 @@
-"""Query results as pandas DataFrames, fast: on PostgreSQL through ``COPY (query) TO STDOUT``
-read by pandas' CSV parser (no Python object per value), elsewhere through the cursor.
+"""Query results as pandas DataFrames, and temporary tables filled from them.
 
-For numeric and key columns (cast to ``float8`` in the query where a float is wanted: a
-``numeric`` would arrive as text); text columns are read where NULL and the empty string must
-be told apart with the ORM."""
+``read_frame`` fetches the rows with the driver's C loaders: cast ``numeric`` columns to
+``float8`` where a float is wanted (a ``Decimal`` per value is slow) and date-times to ``text``
+(Django's time-zone-aware loader runs in Python), then parse them with pandas."""
 
 from __future__ import annotations
 
@@ -14,33 +13,16 @@ from django.db import connection
 
 
 def read_frame(sql: str, params: list | tuple | dict, columns: list[str], dtypes: dict | None = None):
-    """The rows of ``sql`` (with ``%s`` placeholders) as a DataFrame with ``columns``."""
+    """The rows of ``sql`` (with ``%s`` placeholders) as a DataFrame with ``columns``; ``dtypes``
+    for numeric columns (text stays as the driver gives it, None for NULL)."""
     import pandas as pd
 
-    def empty():
-        return pd.DataFrame({name: pd.Series(dtype=(dtypes or {}).get(name, "int64")) for name in columns})
-
-    if connection.vendor == "postgresql":
-        import psycopg
-
-        buffer = io.BytesIO()
-        connection.ensure_connection()
-        # COPY takes no parameters through Django's cursor: bind them on the client.
-        query = psycopg.ClientCursor(connection.connection).mogrify(sql, params)
-        with connection.cursor() as cursor, cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
-            for chunk in copy:
-                buffer.write(chunk)
-        if not buffer.tell():
-            return empty()
-        buffer.seek(0)
-        return pd.read_csv(buffer, names=columns, header=None, dtype=dtypes, engine="c")
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     if not rows:
-        return empty()
+        return pd.DataFrame({name: pd.Series(dtype=(dtypes or {}).get(name, "int64")) for name in columns})
     frame = pd.DataFrame.from_records(rows, columns=columns)
-    # Text stays as the driver gives it (None for NULL, as the CSV parser's NaN on PostgreSQL).
     numeric = {name: kind for name, kind in (dtypes or {}).items() if kind is not str}
     return frame.astype(numeric) if numeric else frame
 

@@ -193,12 +193,6 @@ def describe(name: str, value: float, language: str = "en") -> str:
 # --- inputs --------------------------------------------------------------------------------
 
 
-def _frame(queryset, columns: list[str]):
-    import pandas as pd
-
-    return pd.DataFrame.from_records(list(queryset.values_list(*columns)), columns=columns)
-
-
 def _normalised(series):
     """Identity values compared without case or white space (a comprehension: pandas' string
     methods take several passes)."""
@@ -214,29 +208,37 @@ def _registry():
     other organisations sharing each attribute."""
     import numpy as np
 
-    from enterprises.models import Organisation
+    from core.frames import read_frame
 
-    orgs = _frame(
-        Organisation.objects.all(),
-        [
-            "id",
-            "registration_date",
-            "paid_in_capital",
-            "registered_capital",
-            "social_insured_employees",
-            "rd_staff",
-            "core_team_city",
-            "region_code",
-            "registered_address",
-            "contact_phone",
-            "contact_email",
-            "bank_account",
-            "legal_representative",
-            "industry__digital_core",
-            "industry__digital_scope",
-            "industry_id",
-        ],
+    columns = [
+        "id",
+        "registration_date",
+        "paid_in_capital",
+        "registered_capital",
+        "social_insured_employees",
+        "rd_staff",
+        "core_team_city",
+        "region_code",
+        "registered_address",
+        "contact_phone",
+        "contact_email",
+        "bank_account",
+        "legal_representative",
+        "industry__digital_core",
+        "industry__digital_scope",
+        "industry_id",
+    ]
+    orgs = read_frame(
+        "SELECT o.id, CAST(o.registration_date AS text), CAST(o.paid_in_capital AS float8), "
+        "CAST(o.registered_capital AS float8), o.social_insured_employees, o.rd_staff, o.core_team_city, "
+        "o.region_code, o.registered_address, o.contact_phone, o.contact_email, o.bank_account, "
+        "o.legal_representative, i.digital_core, i.digital_scope, o.industry_id "
+        "FROM enterprises_organisation AS o JOIN enterprises_industryclass AS i ON i.code = o.industry_id",
+        [],
+        columns,
+        dtypes={"paid_in_capital": float, "registered_capital": float},
     )
+    orgs["industry__digital_core"] = orgs["industry__digital_core"].astype(bool)
     attributes = {
         "shared_address": "registered_address",
         "shared_phone": "contact_phone",
@@ -248,6 +250,7 @@ def _registry():
         key = _normalised(orgs[column])
         orgs[column] = key
         counts = key.map(key.value_counts())
+        orgs[f"{column}_holders"] = counts  # organisations with this value (empty values included)
         orgs[feature] = np.where(key == "", 0, counts - 1)
     return orgs, list(attributes.values())
 
@@ -597,8 +600,8 @@ def build_features(program, *, today: dt.date | None = None, context: Context | 
     today = today or timezone.localdate()
     apps = read_frame(
         "SELECT a.id, a.reference, a.organisation_id, a.provider_id, p.organisation_id, a.accelerator_id, "
-        "CAST(a.claimed_card_hours AS float8), CAST(a.claimed_amount AS float8), a.submitted_at, a.decided_at, "
-        "a.created_at, a.status, a.project_summary "
+        "CAST(a.claimed_card_hours AS float8), CAST(a.claimed_amount AS float8), CAST(a.submitted_at AS text), "
+        "CAST(a.decided_at AS text), CAST(a.created_at AS text), a.status, a.project_summary "
         "FROM coupons_application AS a JOIN enterprises_provider AS p ON p.id = a.provider_id "
         "WHERE a.program_id = %s ORDER BY a.id",
         [program.pk],
@@ -741,9 +744,8 @@ def build_features(program, *, today: dt.date | None = None, context: Context | 
     direct = np.zeros(len(apps))
     for column in identity_columns:
         # A value shared by more than SHARE_CAP organisations (a park's address) is no link.
-        counts = orgs[column].value_counts()
         mine, theirs = applicant[column].to_numpy(), provider_org[column].to_numpy()
-        specific = applicant[column].map(counts).fillna(0).to_numpy() <= SHARE_CAP
+        specific = applicant[f"{column}_holders"].to_numpy() <= SHARE_CAP
         direct += (mine != "") & (mine == theirs) & specific
     features["related_direct"] = direct
     components = context.components
