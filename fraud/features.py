@@ -182,12 +182,26 @@ FEATURE_BY_NAME = {feature.name: feature for feature in FEATURES}
 
 def describe(name: str, value: float, language: str = "en") -> str:
     feature = FEATURE_BY_NAME[name]
-    template = feature.zh if language.startswith("zh") else feature.en
-    try:
-        text = feature.fmt.format(value)
-    except (ValueError, TypeError):
-        text = str(value)
-    return template.replace("{value}", text)
+    en, zh = phrases(feature.fmt, feature.en, feature.zh, [value])[0]
+    return zh if language.startswith("zh") else en
+
+
+def phrases(fmt: str, en: str, zh: str, values) -> list[tuple[str, str]]:
+    """The English and Chinese sentence for each value: ``{value}`` in the templates replaced
+    by the value formatted with ``fmt`` (a value ``fmt`` cannot format is written as it is).
+    Sentences of the same formatted value are made once."""
+    made: dict[str, tuple[str, str]] = {}
+    result = []
+    for value in values:
+        try:
+            text = fmt.format(value)
+        except (ValueError, TypeError):
+            text = str(value)
+        pair = made.get(text)
+        if pair is None:
+            pair = made[text] = (en.replace("{value}", text), zh.replace("{value}", text))
+        result.append(pair)
+    return result
 
 
 # --- inputs --------------------------------------------------------------------------------

@@ -287,12 +287,10 @@ def evaluate(features, rules: list[ActiveRule] | None = None):
 
 
 def sentence(rule: Rule, value: float, language: str) -> str:
-    template = rule.zh if language.startswith("zh") else rule.en
-    try:
-        text = rule.fmt.format(value)
-    except (ValueError, TypeError):
-        text = str(value)
-    return template.replace("{value}", text)
+    from fraud.features import phrases
+
+    en, zh = phrases(rule.fmt, rule.en, rule.zh, [value])[0]
+    return zh if language.startswith("zh") else en
 
 
 def reasons_for(row, fired_row, rules: list[ActiveRule]) -> list[dict]:

@@ -12,9 +12,9 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from fraud.features import FEATURE_NAMES, Context, build_features, describe, load_context
+from fraud.features import FEATURE_BY_NAME, FEATURE_NAMES, Context, build_features, load_context, phrases
 from fraud.model import FraudModel, current_model
-from fraud.rules import active_rules, evaluate, sentence
+from fraud.rules import active_rules, evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -71,34 +71,28 @@ def assess(features, model: FraudModel | None):
     reasons: list[list[dict]] = [[] for _ in range(count)]
     for active in sorted(rules, key=lambda a: -a.weight):  # heaviest first in every list
         rule = active.rule
-        values = features[rule.feature].to_numpy()
-        for i in np.flatnonzero(fired[rule.code].to_numpy()):
-            reasons[i].append(
-                {
-                    "code": rule.code,
-                    "weight": active.weight,
-                    "en": sentence(rule, values[i], "en"),
-                    "zh": sentence(rule, values[i], "zh"),
-                }
-            )
+        hits = np.flatnonzero(fired[rule.code].to_numpy())
+        values = features[rule.feature].to_numpy()[hits]
+        for i, (en, zh) in zip(hits.tolist(), phrases(rule.fmt, rule.en, rule.zh, values), strict=True):
+            reasons[i].append({"code": rule.code, "weight": active.weight, "en": en, "zh": zh})
     if contributions is not None:
+        # The features that pushed the model's score most, strongest first, as long as the push
+        # is worth a sentence: the k-th reason of every application at once, feature by feature.
         pushes = contributions.to_numpy()
         names = list(contributions.columns)
         pushed = features[names].to_numpy()
         top = np.argsort(-pushes, axis=1)[:, :TOP_MODEL_REASONS]
-        for i in np.flatnonzero(pushes.max(axis=1) > MODEL_REASON_MIN_PUSH):
-            for j in top[i]:
-                if pushes[i, j] <= MODEL_REASON_MIN_PUSH:
-                    break
-                value = pushed[i, j]
-                reasons[i].append(
-                    {
-                        "feature": names[j],
-                        "push": round(float(pushes[i, j]), 3),
-                        "en": describe(names[j], value, "en"),
-                        "zh": describe(names[j], value, "zh"),
-                    }
-                )
+        rows = np.arange(count)
+        for k in range(top.shape[1]):
+            strength = pushes[rows, top[:, k]]
+            for j in np.unique(top[:, k]):
+                hits = np.flatnonzero((top[:, k] == j) & (strength > MODEL_REASON_MIN_PUSH))
+                if not len(hits):
+                    continue
+                feature = FEATURE_BY_NAME[names[j]]
+                said = phrases(feature.fmt, feature.en, feature.zh, pushed[hits, j])
+                for i, push, (en, zh) in zip(hits.tolist(), np.round(strength[hits], 3).tolist(), said, strict=True):
+                    reasons[i].append({"feature": names[j], "push": push, "en": en, "zh": zh})
     # The feature values as JSON objects, one per application, written by pandas in one go
     # (numbers and nulls only: nothing a COPY line would need to escape).
     values = features[FEATURE_NAMES].round(4).to_json(orient="records", lines=True).splitlines()
