@@ -376,30 +376,44 @@ def summary_signatures(application_ids, texts: list[str], program_id: int | None
     ``SummarySignature`` for the same text are read, the others computed and stored. With
     ``program_id``, the applications are all of that programme's."""
     import numpy as np
+    import pandas as pd
 
+    from core.frames import read_frame
     from fraud.models import SummarySignature
 
     ids = [int(pk) for pk in application_ids]
     digests = [_digest(text) for text in texts]
-    stored = {}
+    columns = ["application_id", "digest", "signature"]
     if program_id is not None:  # one join rather than lists of ids
-        batches = [SummarySignature.objects.filter(application__program_id=program_id)]
+        stored = read_frame(
+            "SELECT s.application_id, s.digest, s.signature FROM fraud_summarysignature AS s "
+            "JOIN coupons_application AS a ON a.id = s.application_id WHERE a.program_id = %s",
+            [program_id],
+            columns,
+        )
     else:
-        batches = [
-            SummarySignature.objects.filter(application_id__in=ids[start : start + 20000])
-            for start in range(0, len(ids), 20000)
-        ]
-    for batch in batches:
-        for pk, digest, signature in batch.values_list("application_id", "digest", "signature"):
-            stored[pk] = (digest, signature)
+        stored = pd.DataFrame.from_records(
+            [
+                row
+                for start in range(0, len(ids), 20000)
+                for row in SummarySignature.objects.filter(application_id__in=ids[start : start + 20000]).values_list(
+                    *columns
+                )
+            ],
+            columns=columns,
+        )
+    # Line the stored rows up with the applications; a row counts where its digest is the text's.
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    stored = stored[stored["application_id"].isin(position.index)]
+    at = position.loc[stored["application_id"]].to_numpy()
+    usable = stored["digest"].to_numpy() == np.asarray(digests, dtype=object)[at]
     signatures = np.empty((len(ids), PERMUTATIONS), dtype=np.uint64)
-    missing = []
-    for i, (pk, digest) in enumerate(zip(ids, digests, strict=True)):
-        found = stored.get(pk)
-        if found is not None and found[0] == digest:
-            signatures[i] = np.frombuffer(bytes(found[1]), dtype="<u8")
-        else:
-            missing.append(i)
+    found = np.zeros(len(ids), dtype=bool)
+    if usable.any():
+        blob = b"".join(bytes(value) for value in stored["signature"].to_numpy()[usable])
+        signatures[at[usable]] = np.frombuffer(blob, dtype="<u8").reshape(-1, PERMUTATIONS)
+        found[at[usable]] = True
+    missing = np.flatnonzero(~found).tolist()
     if missing:
         computed = minhash_signatures([texts[i] for i in missing])
         signatures[missing] = computed
