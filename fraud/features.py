@@ -616,10 +616,15 @@ def _provider_sums(program, today: dt.date):
 # --- the table -----------------------------------------------------------------------------
 
 
-def build_features(program, *, today: dt.date | None = None, context: Context | None = None):
+def build_features(
+    program, *, today: dt.date | None = None, context: Context | None = None, only: list[int] | None = None
+):
     """One row per application of ``program`` (index: application id) with every feature of
     ``FEATURES``, plus ``reference`` and ``organisation_id`` for reporting. ``context``: the
-    registry and history already read (``load_context``), when scoring several programmes."""
+    registry and history already read (``load_context``), when scoring several programmes.
+    ``only``: the applications wanted (a chunk of a rescore): the whole programme is still read
+    for the comparisons between applicants, but usage is summed for these alone, and only their
+    rows are returned."""
     import numpy as np
     import pandas as pd
 
@@ -720,6 +725,8 @@ def build_features(program, *, today: dt.date | None = None, context: Context | 
             "since": since.dt.date.to_numpy(),
         }
     )
+    if only is not None:
+        keys = keys[apps["id"].isin(list(only)).to_numpy()]
     per_card, per_enterprise = _usage(program, today, keys)
     sums = [*USAGE_SUMS, "reference_cost"]
     per_card["reference_cost"] = per_card["card_hours"] * per_card["accelerator_id"].map(reference).fillna(0)
@@ -812,4 +819,6 @@ def build_features(program, *, today: dt.date | None = None, context: Context | 
     features.insert(0, "organisation_id", apps["organisation_id"].to_numpy())
     features.insert(0, "reference", apps["reference"].to_numpy())
     features.index = pd.Index(apps["id"].to_numpy(), name="application_id")
+    if only is not None:
+        features = features.loc[features.index.intersection(list(only))]
     return features

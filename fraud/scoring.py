@@ -139,9 +139,12 @@ def score_program(
 
     # Features compare each application with the whole programme, so all of it is read; only
     # the applications asked for are written.
-    features = build_features(program, today=today or timezone.localdate(), context=context)
-    if application_ids is not None:
-        features = features.loc[features.index.intersection(list(application_ids))]
+    features = build_features(
+        program,
+        today=today or timezone.localdate(),
+        context=context,
+        only=None if application_ids is None else list(application_ids),
+    )
     if features.empty:
         return ScoreResult(program.code, 0, RULES_ONLY, {})
     model = model if model is not None else current_model()

@@ -514,3 +514,19 @@ def test_summary_signatures_are_kept_and_recomputed_when_a_summary_changes(progr
     now = dict(SummarySignature.objects.values_list("application_id", "digest"))
     assert now[copied.pk] == kept[copied.pk]
     assert now[edited.pk] != kept[edited.pk]
+
+
+def test_features_of_some_applications_equal_their_rows_in_the_whole_table(program, provider):
+    chunk, rest = [], []
+    for n in range(4):
+        org = factories.make_organisation()
+        application = apply(org, provider, program, project_summary=COPIED if n < 2 else UNRELATED)
+        add_usage(provider, org, [(at(TODAY + dt.timedelta(days=1 + n)), 10 + n, 8, f"{800 + n}.00")])
+        (chunk if n % 2 else rest).append(application.pk)
+    whole = features_on(program, today=TODAY + dt.timedelta(days=10))
+
+    part = build_features(program, today=TODAY + dt.timedelta(days=10), only=chunk)
+
+    assert sorted(part.index) == sorted(chunk)
+    assert part.loc[chunk[0], "summary_similarity"] == 1.0  # compared with the rest of the programme
+    assert part.loc[chunk, FEATURE_NAMES].equals(whole.loc[chunk, FEATURE_NAMES])
