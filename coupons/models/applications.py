@@ -94,6 +94,8 @@ class Application(models.Model):
         indexes = [
             models.Index(fields=["program", "status"]),
             models.Index(fields=["organisation", "program"]),
+            # The review queue's order (risk score DESC NULLS LAST, submitted_at, id) has an index
+            # too, written in SQL per database: migration 0009_application_review_queue_index.
         ]
 
     def __str__(self):
