@@ -93,9 +93,7 @@ def assess(features, model: FraudModel | None):
                 said = phrases(feature.fmt, feature.en, feature.zh, pushed[hits, j])
                 for i, push, (en, zh) in zip(hits.tolist(), np.round(strength[hits], 3).tolist(), said, strict=True):
                     reasons[i].append({"feature": names[j], "push": push, "en": en, "zh": zh})
-    # The feature values as JSON objects, one per application, written by pandas in one go
-    # (numbers and nulls only: nothing a COPY line would need to escape).
-    values = features[FEATURE_NAMES].round(4).to_json(orient="records", lines=True).splitlines()
+    values = _feature_objects(features)
     none = [None] * count
     rounded_anomaly = none if anomaly is None else np.round(np.asarray(anomaly, dtype=float), 4).tolist()
     rounded_probability = none if probability is None else np.round(np.asarray(probability, dtype=float), 4).tolist()
@@ -121,6 +119,25 @@ def assess(features, model: FraudModel | None):
         )
     ]
     return results, (model.version if model is not None else RULES_ONLY), np.asarray(scores)
+
+
+FEATURE_OBJECT = "{" + ",".join(f'"{name}":%s' for name in FEATURE_NAMES) + "}"
+
+
+def _feature_objects(features) -> list[str]:
+    """The feature values of each application as a JSON object (numbers rounded to 4 places,
+    null for a missing or infinite value): the whole matrix is serialised by orjson at once and
+    cut into rows, then each row is put into the object's template (nothing in it that a COPY
+    line would need to escape)."""
+    import numpy as np
+    import orjson
+
+    if not len(features):
+        return []
+    matrix = features[FEATURE_NAMES].to_numpy(dtype=float)
+    matrix = np.round(np.where(np.isfinite(matrix), matrix, np.nan), 4)
+    body = orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return [FEATURE_OBJECT % tuple(row.split(",")) for row in body[2:-2].split("],[")]
 
 
 def score_program(
@@ -197,23 +214,32 @@ def _write_assessments(RiskAssessment, results: list[dict], version: str) -> Non
     import orjson
 
     if connection.vendor == "postgresql":
+        from psycopg.copy import QueuedLibpqWriter
+
         now = timezone.now().isoformat()
         tail = f"\t{_copy_text(version)}\t{now}\n"
-        # Numbers, nulls and JSON only; JSON holds no raw tab or newline, and its backslashes
-        # are doubled for COPY's text format.
-        lines = [
-            f"{r['application_id']}\t{r['score']}\t{_copy_text(r['band'])}\t{r['rule_points']}\t"
-            f"{_copy_text(r['anomaly'])}\t{_copy_text(r['probability'])}\t"
-            f"{orjson.dumps(r['reasons']).decode().replace(chr(92), chr(92) * 2)}\t"
-            f"{r['features_json'].replace(chr(92), chr(92) * 2)}{tail}"
-            for r in results
-        ]
-        with (
-            connection.cursor() as cursor,
-            cursor.copy(f"COPY fraud_riskassessment ({', '.join(ASSESSMENT_COLUMNS)}) FROM STDIN") as copy,
-        ):
-            for start in range(0, len(lines), 20000):
-                copy.write("".join(lines[start : start + 20000]))
+
+        def line(r: dict) -> str:
+            # Numbers, nulls and JSON only; JSON holds no raw tab or newline, and its backslashes
+            # are doubled for COPY's text format.
+            return (
+                f"{r['application_id']}\t{r['score']}\t{_copy_text(r['band'])}\t{r['rule_points']}\t"
+                f"{_copy_text(r['anomaly'])}\t{_copy_text(r['probability'])}\t"
+                f"{orjson.dumps(r['reasons']).decode().replace(chr(92), chr(92) * 2)}\t"
+                f"{r['features_json'].replace(chr(92), chr(92) * 2)}{tail}"
+            )
+
+        statement = f"COPY fraud_riskassessment ({', '.join(ASSESSMENT_COLUMNS)}) FROM STDIN"
+        with connection.cursor() as cursor:
+            # A writer thread sends each block while the next is being built, so that PostgreSQL
+            # stores rows while Python makes lines.
+            raw = cursor.cursor
+            with (
+                connection.wrap_database_errors,
+                raw.copy(statement, writer=QueuedLibpqWriter(raw)) as copy,
+            ):
+                for start in range(0, len(results), 5000):
+                    copy.write("".join(line(r) for r in results[start : start + 5000]))
         return
     RiskAssessment.objects.bulk_create(
         [

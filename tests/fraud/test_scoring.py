@@ -223,3 +223,27 @@ def test_the_review_page_shows_the_score_and_the_reasons(client, reviewer, bande
     assert "rules-only" in english
     assert "申请前 34 天才注册" in chinese
     assert "registered 34 days before applying" not in chinese
+
+
+def test_feature_values_are_written_as_one_json_object_per_application():
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from fraud.scoring import _feature_objects
+
+    table = pd.DataFrame(
+        [[1 / 3] * len(FEATURE_NAMES), [np.nan] * len(FEATURE_NAMES)], columns=FEATURE_NAMES, index=[7, 8]
+    )
+    table.iloc[1, 0] = np.inf
+    table.iloc[1, 1] = 34
+
+    first, second = (json.loads(text) for text in _feature_objects(table))
+
+    assert list(first) == FEATURE_NAMES
+    assert set(first.values()) == {0.3333}
+    assert second[FEATURE_NAMES[0]] is None  # infinite
+    assert second[FEATURE_NAMES[1]] == 34
+    assert second[FEATURE_NAMES[2]] is None  # missing
+    assert _feature_objects(table.iloc[:0]) == []
