@@ -135,7 +135,7 @@ def _feature_objects(features) -> list[str]:
     if not len(features):
         return []
     matrix = features[FEATURE_NAMES].to_numpy(dtype=float)
-    matrix = np.round(np.where(np.isfinite(matrix), matrix, np.nan), 4)
+    matrix = np.ascontiguousarray(np.round(np.where(np.isfinite(matrix), matrix, np.nan), 4))
     body = orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     return [FEATURE_OBJECT % tuple(row.split(",")) for row in body[2:-2].split("],[")]
 
