@@ -312,13 +312,12 @@ def _components(orgs, columns: list[str]):
 
     n = len(orgs)
     rows, cols, offset = [], [], n
-    position = pd.Series(np.arange(n), index=orgs["id"])
     for column in columns:
         values = orgs[column]
-        counts = values.map(values.value_counts())
-        keep = (values != "") & (counts > 1) & (counts <= SHARE_CAP)
+        counts = orgs[f"{column}_holders"]  # counted by _registry
+        keep = ((values != "") & (counts > 1) & (counts <= SHARE_CAP)).to_numpy()
         codes, _uniques = pd.factorize(values[keep])
-        rows.append(position[orgs.loc[keep, "id"]].to_numpy())
+        rows.append(np.flatnonzero(keep))
         cols.append(codes + offset)
         offset += len(_uniques)
     if offset == n:

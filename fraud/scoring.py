@@ -202,6 +202,11 @@ ASSESSMENT_COLUMNS = [
 ]
 
 
+def _copy_number(value) -> str:
+    """A number (or None) in PostgreSQL COPY text format."""
+    return "\\N" if value is None else str(value)
+
+
 def _copy_text(value) -> str:
     """A value in PostgreSQL COPY text format."""
     if value is None:
@@ -220,11 +225,11 @@ def _write_assessments(RiskAssessment, results: list[dict], version: str) -> Non
         tail = f"\t{_copy_text(version)}\t{now}\n"
 
         def line(r: dict) -> str:
-            # Numbers, nulls and JSON only; JSON holds no raw tab or newline, and its backslashes
-            # are doubled for COPY's text format.
+            # Numbers, a band name, nulls and JSON only; JSON holds no raw tab or newline, and
+            # its backslashes are doubled for COPY's text format.
             return (
-                f"{r['application_id']}\t{r['score']}\t{_copy_text(r['band'])}\t{r['rule_points']}\t"
-                f"{_copy_text(r['anomaly'])}\t{_copy_text(r['probability'])}\t"
+                f"{r['application_id']}\t{r['score']}\t{r['band']}\t{r['rule_points']}\t"
+                f"{_copy_number(r['anomaly'])}\t{_copy_number(r['probability'])}\t"
                 f"{orjson.dumps(r['reasons']).decode().replace(chr(92), chr(92) * 2)}\t"
                 f"{r['features_json'].replace(chr(92), chr(92) * 2)}{tail}"
             )
@@ -273,7 +278,9 @@ def _update_application_risk(Application, updates: list[tuple[int, int, str, str
                 "reasons text) ON COMMIT DROP"
             )
             with cursor.copy("COPY fraud_risk_update (id, score, band, reasons) FROM STDIN") as copy:
-                copy.write("".join("\t".join(_copy_text(value) for value in row) + "\n" for row in updates))
+                copy.write(
+                    "".join(f"{pk}\t{score}\t{band}\t{_copy_text(reasons)}\n" for pk, score, band, reasons in updates)
+                )
             cursor.execute(
                 "UPDATE coupons_application AS a SET risk_score = v.score, risk_band = v.band, risk_reasons = v.reasons "
                 "FROM fraud_risk_update AS v WHERE a.id = v.id "
