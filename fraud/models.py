@@ -8,6 +8,8 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from core.fields import DocumentField
+
 
 class Outcome(models.Model):
     """An auditor's verdict on an application: the training label of the supervised model.
@@ -97,8 +99,8 @@ class RiskAssessment(models.Model):
     anomaly = models.FloatField(_("anomaly (0-1)"), null=True)  # a model output, not money
     probability = models.FloatField(_("fraud probability"), null=True)
     # [{"code", "weight", "en", "zh"}] for rules and [{"feature", "en", "zh", "push"}] for the model
-    reasons = models.JSONField(_("reasons"), default=list)
-    features = models.JSONField(_("feature values"), default=dict)
+    reasons = DocumentField(_("reasons"), default=list)
+    features = DocumentField(_("feature values"), default=dict)
     model_version = models.CharField(_("model version"), max_length=40)
     created_at = models.DateTimeField(_("scored"), auto_now_add=True, db_index=True)
 
