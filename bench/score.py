@@ -19,13 +19,17 @@ What it does, in one run on one database:
    project's own model file is never touched). None of this is timed;
 2. ``VACUUM ANALYZE`` of the tables the rescore reads and writes, then ``CHECKPOINT``;
 3. baseline: ``SELECT enterprise_id, count(*), sum(card_hours), sum(amount) FROM
-   coupons_usagerecord GROUP BY enterprise_id``, every row fetched, once untimed (it warms the
-   cache, for the rescore too: the usage table is what both read) and then once per repeat;
-4. rescore: ``score_programs(Program.objects.all())`` (what ``manage.py score_risk`` runs) in this process,
-   end to end (features from the database, rules and models, the assessments written with COPY
-   and the applications' score and band updated), the fraud model loaded afresh from its file
-   inside the timed part. The libraries the model needs are imported beforehand, as in a
-   running worker. A ``CHECKPOINT`` runs before each timed part.
+   coupons_usagerecord GROUP BY enterprise_id``, every row fetched (PostgreSQL's parallel workers
+   share the CPUs), once untimed (a warm cache) and then once per repeat;
+4. rescore: ``score_programs(Program.objects.all(), processes=N)`` (what ``manage.py score_risk
+   --processes N`` runs; N = ``--processes``, the CPUs by default), end to end (the registry and
+   history read once, then each programme in a forked process: features from the database, rules
+   and models, the assessments written with COPY and the applications' score and band updated),
+   the fraud model loaded afresh from its file inside the timed part. The libraries the model
+   needs are imported beforehand, as in a running worker. A ``CHECKPOINT`` runs before each timed
+   part;
+5. one more rescore in this process alone, not part of the ratio, for the breakdown of where the
+   time goes (``--profile`` runs it under cProfile).
 
 The last line is
 
@@ -35,8 +39,7 @@ rescore 100000 applications in 3022.1 s (33 applications/s), GROUP BY enterprise
 
 with ``ratio`` = rescore time / aggregation time (the best of ``--repeat`` of each). Exit status
 1 when the ratio is above ``--max-ratio`` (4), 2 when the benchmark could not run. Figures,
-with the breakdown of the rescore (features, and within them the usage query; rules and
-models; writing), go to ``bench/out/score.json``.
+with the breakdown of the one-process rescore, go to ``bench/out/score.json``.
 """
 
 from __future__ import annotations

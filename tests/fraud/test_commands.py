@@ -128,3 +128,32 @@ def test_evaluate_fraud_on_a_small_generated_province(time_machine, db, tmp_path
 def test_evaluate_fraud_without_ground_truth_is_refused(db, tmp_path):
     with pytest.raises(CommandError, match="no ground truth"):
         run("evaluate_fraud", "--truth", str(tmp_path / "missing.csv"))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_score_risk_in_two_processes_scores_each_programme_once_as_one_process_would(on_postgres, clock):
+    from fraud.scoring import score_programs
+
+    # Committed data: the forked processes read it on connections of their own.
+    first = make_program(code="FR-A", opens=OPENS, closes=CLOSES)
+    second = make_program(code="FR-B", opens=OPENS, closes=CLOSES)
+    provider = factories.make_provider()
+    young = factories.make_organisation(registration_date=TODAY - dt.timedelta(days=34))
+    new = make_application(organisation=young, provider=provider, program=first, project_summary="视觉质检模型")
+    for program in (first, second, second):
+        make_application(organisation=factories.make_organisation(), provider=provider, program=program)
+    before = max(RiskAssessment.objects.values_list("pk", flat=True), default=0)  # scored on submission
+
+    printed = run("score_risk", "--processes", "2")
+
+    assert "FR-A: 2 applications scored" in printed
+    assert "FR-B: 2 applications scored" in printed
+    written = RiskAssessment.objects.filter(pk__gt=before)
+    assert written.count() == 4
+    in_parallel = {a.application_id: (a.score, a.features) for a in written}
+    last = max(RiskAssessment.objects.values_list("pk", flat=True))
+    score_programs(Program.objects.all())  # once more, in this process
+    again = {a.application_id: (a.score, a.features) for a in RiskAssessment.objects.filter(pk__gt=last)}
+    assert again == in_parallel
+    assert again[new.pk][1]["registration_age_days"] == 34  # features of this applicant, not another's

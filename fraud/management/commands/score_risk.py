@@ -13,8 +13,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--program", help="a programme code (default: every programme)")
         parser.add_argument("--output", help="write reference, risk_score, band, reasons to this CSV")
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=1,
+            help="score the programmes in this many forked processes at once (PostgreSQL; default 1)",
+        )
 
-    def handle(self, *args, program=None, output=None, **options):
+    def handle(self, *args, program=None, output=None, processes=1, **options):
+        if processes < 1:
+            raise CommandError("--processes must be at least 1")
         programs = Program.objects.order_by("opens")
         if program:
             programs = programs.filter(code=program)
@@ -23,7 +31,9 @@ class Command(BaseCommand):
         from core.management.importing import terminal_progress
 
         progress = terminal_progress(self.stderr._out)
-        results = score_programs(programs, progress=lambda items: progress(items, desc="scoring", unit="programme"))
+        results = score_programs(
+            programs, progress=lambda items: progress(items, desc="scoring", unit="programme"), processes=processes
+        )
         for result in results:
             bands = ", ".join(f"{count} {band}" for band, count in sorted(result.bands.items()))
             self.stdout.write(
