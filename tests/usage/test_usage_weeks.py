@@ -153,3 +153,18 @@ def test_on_postgresql_the_sql_definition_matches_the_python_one(later, provider
     in_python = {key: tuple(sums) for key, sums in usage_weeks._counters(records).items()}
     assert in_sql == in_python
     assert len(in_sql) == 3  # 1 March is in the week of 23 February; 15 March, a Sunday, in that of 9 March
+
+
+def test_the_rebuild_command_repairs_the_table(later, provider, organisation):
+    import io
+
+    from django.core.management import call_command
+
+    ingest(provider, [record("a", enterprise=organisation, start=at(3, 10))])
+    UsageWeek.objects.update(records=5)
+    out = io.StringIO()
+
+    call_command("rebuild_usage_weeks", stdout=out)
+
+    assert "1 weeks, in step with the records" in out.getvalue()
+    assert usage_weeks.differences() == []
