@@ -94,17 +94,12 @@ def main() -> int:
     from enterprises.models import Provider, ProviderApiKey
     from enterprises.services import provider_key_create
     from fixtures.demo.generator import USAGE_COLUMNS
-    from tests.faults.world import as_csv, demo_data, load_world
+    from tests.faults.world import as_csv, busiest_provider_usage
 
     UsageRecord.objects.all().delete()
     UsageBatch.objects.all().delete()
     ProviderApiKey.objects.all().delete()
-    data = demo_data(1500, usage_per_application=60)
-    load_world(data, usage=False)  # an upsert: a second run changes nothing
-    by_provider: dict[str, list[dict]] = {}
-    for uscc, row in data.iter_usage():
-        by_provider.setdefault(uscc, []).append(row)
-    uscc, records = max(by_provider.items(), key=lambda item: len(item[1]))
+    uscc, records = busiest_provider_usage()
     records = records[:BATCH]
     body = as_csv(USAGE_COLUMNS, records)
     provider = Provider.objects.get(organisation__uscc=uscc)

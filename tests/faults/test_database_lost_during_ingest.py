@@ -35,7 +35,7 @@ from enterprises.services import provider_key_create
 from fixtures.demo.generator import USAGE_COLUMNS
 from tests import factories
 from tests.faults.workers import wait_for
-from tests.faults.world import as_csv, demo_data, hold_record, load_world
+from tests.faults.world import as_csv, busiest_provider_usage, hold_record
 
 USAGE = "/api/v1/usage/"
 BATCH = 10_000  # the API's largest batch
@@ -46,12 +46,7 @@ HELD = 6_000  # the record the COPY waits for: the 6,000 before it are written w
 def a_big_batch():
     """The provider with the most usage in a demo world, its API key, and its first 10,000
     usage records as CSV."""
-    data = demo_data(1500, usage_per_application=60)
-    load_world(data, usage=False)
-    by_provider: dict[str, list[dict]] = {}
-    for uscc, row in data.iter_usage():
-        by_provider.setdefault(uscc, []).append(row)
-    uscc, records = max(by_provider.items(), key=lambda item: len(item[1]))
+    uscc, records = busiest_provider_usage()
     assert len(records) >= BATCH
     provider = Provider.objects.get(organisation__uscc=uscc)
     key = provider_key_create(provider=provider).raw_key

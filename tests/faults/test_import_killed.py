@@ -25,7 +25,7 @@ from coupons.models import UsageBatch, UsageRecord
 from enterprises.models import Organisation, Provider
 from fixtures.demo.generator import USAGE_COLUMNS
 from tests.faults.workers import ROOT, database_url, wait_for
-from tests.faults.world import as_csv, demo_data, load_world, registry_csv
+from tests.faults.world import as_csv, busiest_provider_usage, demo_data, registry_csv
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -111,12 +111,7 @@ def test_import_registry_killed_mid_write_stores_nothing_and_the_rerun_imports_e
 
 
 def test_import_usage_killed_mid_copy_stores_nothing_and_the_rerun_counts_each_record_once(tmp_path):
-    data = demo_data(1500, usage_per_application=60)
-    load_world(data, usage=False)
-    by_provider: dict[str, list[dict]] = {}
-    for uscc, row in data.iter_usage():
-        by_provider.setdefault(uscc, []).append(row)
-    uscc, records = max(by_provider.items(), key=lambda item: len(item[1]))
+    uscc, records = busiest_provider_usage()
     path = tmp_path / "usage.csv"
     path.write_bytes(as_csv(USAGE_COLUMNS, records))
     provider = Provider.objects.get(organisation__uscc=uscc)

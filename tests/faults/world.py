@@ -34,6 +34,18 @@ def demo_data(applications: int, usage_per_application: int = 20, seed: int = 7)
     return generate(DemoConfig(applications=applications, seed=seed, usage_per_application=usage_per_application))
 
 
+def busiest_provider_usage() -> tuple[str, list[dict]]:
+    """Loads a demo world of 1,500 applications without its usage; returns the USCC of the
+    provider with the most usage in it and that usage (the records of a big batch to send)."""
+    data = demo_data(1500, usage_per_application=60)
+    load_world(data, usage=False)  # an upsert: a second call changes nothing
+    by_provider: dict[str, list[dict]] = {}
+    for uscc, row in data.iter_usage():
+        by_provider.setdefault(uscc, []).append(row)
+    uscc, records = max(by_provider.items(), key=lambda item: len(item[1]))
+    return uscc, records
+
+
 def as_csv(columns: list[str], rows: list[dict]) -> bytes:
     buffer = io.StringIO()
     write_csv(buffer, columns, rows)
