@@ -304,7 +304,8 @@ def score_programs(programs, *, progress=None, processes: int = 1) -> list[Score
     if not programs:
         return []
     context = load_context()
-    if processes <= 1 or len(programs) == 1 or connection.vendor != "postgresql":
+    # Inside a transaction the children could not see its data, nor could this process close it.
+    if processes <= 1 or len(programs) == 1 or connection.vendor != "postgresql" or connection.in_atomic_block:
         return [score_program(program, context=context) for program in (progress or list)(programs)]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
