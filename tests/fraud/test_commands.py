@@ -131,7 +131,7 @@ def test_evaluate_fraud_without_ground_truth_is_refused(db, tmp_path):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the reference data back afterwards
 def test_score_risk_in_two_processes_scores_each_programme_once_as_one_process_would(on_postgres, clock):
     from fraud.scoring import score_programs
 
