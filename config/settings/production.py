@@ -9,6 +9,9 @@ SECRET_KEY = env_str("SECRET_KEY")  # no default: refuse to start without one
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 DATABASES = {"default": env_database("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
+# A kept connection is checked before a request uses it: after a database restart the first
+# request on each stale connection gets a new one instead of an error.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
 CELERY_TASK_ALWAYS_EAGER = False
 
