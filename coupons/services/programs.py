@@ -58,7 +58,11 @@ def program_create(*, code: str, actor=None, **values) -> Program:
 def program_update(*, program: Program, actor=None, **values) -> Program:
     """Change a programme. A budget change posts an adjustment between funding and budget; a
     cut larger than what is still unissued is refused by the ledger."""
-    program = Program.objects.select_for_update().get(pk=program.pk)
+    # FOR NO KEY UPDATE: one change of a programme at a time, without blocking the postings
+    # that reference the programme meanwhile (their foreign keys take a KEY SHARE lock; a FOR
+    # UPDATE here, taken before the accounts, would wait on postings that hold the accounts and
+    # wait on it: a deadlock).
+    program = Program.objects.select_for_update(no_key=True).get(pk=program.pk)
     old_budget = program.budget
     for name, value in values.items():
         if name not in PROGRAM_FIELDS:

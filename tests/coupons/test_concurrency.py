@@ -133,3 +133,55 @@ def test_the_same_application_approved_twice_at_once_issues_one_coupon(reviewer,
     assert Coupon.objects.filter(application=application).count() == 1
     assert sum(isinstance(result, ApplicationError) for result in results) == 1, results
     assert_ledger_ok()
+
+
+def test_a_programme_being_changed_does_not_hold_up_an_approval_in_it(reviewer):
+    """GIVEN a programme officer's change of a programme, not yet committed
+    WHEN a reviewer approves an application of that programme meanwhile
+    THEN the approval goes through at once (the change's lock leaves the programme's row to the
+    foreign keys of the approval's postings), and the change commits after it."""
+    from django.db import transaction
+
+    from coupons.services.programs import program_update
+
+    program = make_program(budget=Decimal("95000.00"), per_enterprise_cap=Decimal("50000.00"))
+    application = make_application(
+        organisation=factories.make_organisation(),
+        provider=factories.make_provider(),
+        program=program,
+        claimed_amount=Decimal("50000.00"),
+    )
+    changed, approved = threading.Event(), threading.Event()
+    errors: list = []
+
+    def change() -> None:
+        try:
+            with transaction.atomic():
+                program_update(program=program, name="Renamed while approving")
+                changed.set()
+                approved.wait(timeout=30)  # hold the programme's lock until the approval is done
+        except Exception as error:  # asserted on below
+            errors.append(error)
+        finally:
+            changed.set()
+            connection.close()
+
+    reviewer.has_perm("coupons.review_application")
+    thread = threading.Thread(target=change)
+    thread.start()
+    try:
+        assert changed.wait(timeout=30)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")  # a wait on the programme's row fails the test
+        outcome = review_approve(application=application, reviewer=reviewer, amount=Decimal("10000.00"))
+    finally:
+        approved.set()
+        thread.join(timeout=30)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+
+    assert not errors
+    assert outcome.coupon.face_value == Decimal("10000.00")
+    program.refresh_from_db()
+    assert program.name == "Renamed while approving"
+    assert_ledger_ok()
