@@ -11,12 +11,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,8 @@ OUT = ROOT / "bench" / "out"
 SETTINGS = "config.settings.local"
 # Databases a benchmark never wipes, whatever DATABASE_URL says.
 PROTECTED_DATABASES = frozenset({"postgres", "template0", "template1"})
+# Databases that hold someone's data: a benchmark that loads a world of its own refuses them too.
+REFUSED_DATABASES = frozenset({"postgres", "root", "test"})
 
 
 class BenchError(Exception):
@@ -52,6 +56,68 @@ def postgres_url() -> str:
     if name in PROTECTED_DATABASES:
         raise BenchError(f"refusing to wipe usage in the {name!r} database; create one for benchmarks (createdb bench)")
     return url
+
+
+def own_database_url(own: str, *, default: str | None = None) -> str:
+    """DATABASE_URL (``default`` when it is unset), a PostgreSQL database of the benchmark's own:
+    never one of ``REFUSED_DATABASES``, ``PROTECTED_DATABASES`` or a template."""
+    if default:
+        os.environ.setdefault("DATABASE_URL", default)
+    parts = urlsplit(os.environ.get("DATABASE_URL", "").strip())
+    name = parts.path.lstrip("/")
+    if parts.scheme in ("postgres", "postgresql") and (
+        name in REFUSED_DATABASES or name in PROTECTED_DATABASES or name.startswith("template")
+    ):
+        raise BenchError(f"refusing to run on the {name!r} database; use one of its own: {own!r}")
+    return postgres_url()
+
+
+def ensure_database(url: str, own: str) -> None:
+    """Create the database when it is missing and its name starts with ``own``."""
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=10).close()
+        return
+    except psycopg.OperationalError as error:
+        name = urlsplit(url).path.lstrip("/")
+        if "does not exist" not in str(error) or not name.startswith(own):
+            raise BenchError(
+                f"cannot connect to {database_label(url)} ({error}); only a database named {own}* is created"
+            ) from error
+    parts = urlsplit(url)
+    createdb = shutil.which("createdb")
+    if createdb:
+        command = [createdb, "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432)]
+        if parts.username:
+            command += ["-U", parts.username]
+        env = dict(os.environ)
+        if parts.password:
+            env["PGPASSWORD"] = parts.password
+        log(f"$ createdb {name}")
+        result = subprocess.run([*command, name], env=env, capture_output=True, text=True, check=False)  # noqa: S603
+        if result.returncode:
+            raise BenchError(f"createdb {name} failed: {result.stderr.strip()}")
+        return
+    log(f"CREATE DATABASE {name}")
+    with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def pg_connect(url: str):
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
+
+
+def server_version(url: str) -> str:
+    with pg_connect(url) as conn:
+        return conn.execute("SHOW server_version").fetchone()[0]
+
+
+def checkpoint(url: str) -> None:
+    with pg_connect(url) as conn:
+        conn.execute("CHECKPOINT")
 
 
 def database_label(url: str) -> str:
@@ -330,3 +396,21 @@ def log(message: str) -> None:
 def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def run_main(name: str, argv: list[str] | None, parse_args, run, report) -> int:
+    """A benchmark's ``main``: its figures reported (exit 0, or 1 when a limit is missed), or
+    exit 2 with the reason when it could not run."""
+    args = parse_args(argv)
+    sigterm_raises()
+    try:
+        figures = run(args)
+    except BenchError as error:
+        print(f"bench.{name}: {error}", file=sys.stderr)
+        return 2
+    except Exception:  # a failure of the platform or the database: the benchmark could not run
+        traceback.print_exc()
+        print(f"bench.{name}: the benchmark could not run (traceback above)", file=sys.stderr)
+        return 2
+    figures["out"] = str(args.out)
+    return report(figures)

@@ -70,33 +70,32 @@ import platform
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from bench.common import (
     OUT,
-    PROTECTED_DATABASES,
     ROOT,
     AppServer,
     BenchError,
     Request,
+    checkpoint,
     database_label,
     django_setup,
     log,
     manage,
-    postgres_url,
+    own_database_url,
+    pg_connect,
     require_consent,
+    run_main,
     send_all,
-    sigterm_raises,
+    server_version,
     write_json,
 )
 
 LIST = "usage"
 EXPORT_PATH = f"/audit/{LIST}/export.csv"
 USERNAME = "bench-export"
-# Besides common.PROTECTED_DATABASES: databases that hold someone's data, never a bench's.
-REFUSED_DATABASES = frozenset({"postgres", "root", "test"})
 BOM = "\ufeff".encode()
 READ_BYTES = 1 << 20  # the client reads the body in pieces of 1 MiB
 SAMPLE_SECONDS = 0.05  # the memory of the server's processes is sampled this often
@@ -135,33 +134,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # --- the database ----------------------------------------------------------------------------
-
-
-def bench_url() -> str:
-    """DATABASE_URL (PostgreSQL), unless it names a database that holds anybody's data."""
-    parts = urlsplit(os.environ.get("DATABASE_URL", "").strip())
-    name = parts.path.lstrip("/")
-    if parts.scheme in ("postgres", "postgresql") and (
-        name in REFUSED_DATABASES or name in PROTECTED_DATABASES or name.startswith("template")
-    ):
-        raise BenchError(f"refusing to run on the {name!r} database; use the bench's own (createdb bench)")
-    return postgres_url()
-
-
-def pg_connect(url: str):
-    import psycopg
-
-    return psycopg.connect(url, autocommit=True)
-
-
-def server_version(url: str) -> str:
-    with pg_connect(url) as conn:
-        return conn.execute("SHOW server_version").fetchone()[0]
-
-
-def checkpoint(url: str) -> None:
-    with pg_connect(url) as conn:
-        conn.execute("CHECKPOINT")
 
 
 def choose_rows(url: str, rows: int) -> tuple[dict[str, str], int]:
@@ -521,7 +493,7 @@ def warm_up(port: int, cookie: str, workers: int) -> None:
 
 
 def run(args) -> dict:
-    url = bench_url()
+    url = own_database_url("bench")
     require_consent(
         args.yes, f"adds a staff user {USERNAME!r}, its session and export records to {database_label(url)}"
     )
@@ -694,19 +666,7 @@ def cpu_summary(figures: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    sigterm_raises()
-    try:
-        figures = run(args)
-    except BenchError as error:
-        print(f"bench.export: {error}", file=sys.stderr)
-        return 2
-    except Exception:  # a failure of the platform or the database: the benchmark could not run
-        traceback.print_exc()
-        print("bench.export: the benchmark could not run (traceback above)", file=sys.stderr)
-        return 2
-    figures["out"] = str(args.out)
-    return report(figures)
+    return run_main("export", argv, parse_args, run, report)
 
 
 if __name__ == "__main__":

@@ -51,10 +51,12 @@ from bench.common import (
     django_setup,
     log,
     manage,
+    pg_connect,
     postgres_url,
     require_consent,
+    run_main,
     send_all,
-    sigterm_raises,
+    server_version,
     write_json,
 )
 
@@ -273,12 +275,6 @@ def check_pass(result, requests: list[Request], *, replay: bool, first: list[dic
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 
-def pg_connect(url: str):
-    import psycopg
-
-    return psycopg.connect(url, autocommit=True)
-
-
 def truncate(url: str) -> None:
     with pg_connect(url) as conn:
         conn.execute(TRUNCATE)
@@ -340,11 +336,6 @@ def copy_baseline(url: str, rows: list[list[str]], copy_columns: list[str]) -> f
 def count_usage(url: str) -> int:
     with pg_connect(url) as conn:
         return conn.execute("SELECT count(*) FROM coupons_usagerecord").fetchone()[0]
-
-
-def server_version(url: str) -> str:
-    with pg_connect(url) as conn:
-        return conn.execute("SHOW server_version").fetchone()[0]
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -482,15 +473,7 @@ def report(figures: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    sigterm_raises()
-    try:
-        figures = run(args)
-    except BenchError as error:
-        print(f"bench.ingest: {error}", file=sys.stderr)
-        return 2
-    figures["out"] = str(args.out)
-    return report(figures)
+    return run_main("ingest", argv, parse_args, run, report)
 
 
 if __name__ == "__main__":

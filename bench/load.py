@@ -48,37 +48,33 @@ import math
 import os
 import platform
 import secrets
-import shutil
-import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from bench.common import (
     OUT,
-    PROTECTED_DATABASES,
     ROOT,
     AppServer,
     BenchError,
     database_label,
     django_setup,
+    ensure_database,
     log,
     manage,
-    postgres_url,
+    own_database_url,
+    pg_connect,
     require_consent,
-    sigterm_raises,
+    run_main,
+    server_version,
     write_json,
 )
 
 DATABASE = "loadtest"
 DEFAULT_URL = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
-# Besides common.PROTECTED_DATABASES: databases that hold someone's data, never a bench's.
-REFUSED_DATABASES = frozenset({"postgres", "root", "test"})
 SCALE = 5_000
 REVIEWER, ENTERPRISE = "reviewer1", "enterprise"
 PAGES = (
@@ -126,63 +122,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # --- the database ----------------------------------------------------------------------------
-
-
-def bench_url() -> str:
-    """DATABASE_URL (default: the ``loadtest`` database), unless it names one that holds anybody's data."""
-    os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
-    parts = urlsplit(os.environ["DATABASE_URL"].strip())
-    name = parts.path.lstrip("/")
-    if parts.scheme in ("postgres", "postgresql") and (
-        name in REFUSED_DATABASES or name in PROTECTED_DATABASES or name.startswith("template")
-    ):
-        raise BenchError(
-            f"refusing to load the demo world into the {name!r} database; use one of its own: {DATABASE!r}"
-        )
-    return postgres_url()
-
-
-def ensure_database(url: str) -> None:
-    """Create the database when it is missing and its name is ``loadtest`` (or starts so)."""
-    import psycopg
-
-    try:
-        psycopg.connect(url, connect_timeout=10).close()
-        return
-    except psycopg.OperationalError as error:
-        name = urlsplit(url).path.lstrip("/")
-        if "does not exist" not in str(error) or not name.startswith(DATABASE):
-            raise BenchError(
-                f"cannot connect to {database_label(url)} ({error}); only a database named {DATABASE}* is created"
-            ) from error
-    parts = urlsplit(url)
-    createdb = shutil.which("createdb")
-    if createdb:
-        command = [createdb, "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432)]
-        if parts.username:
-            command += ["-U", parts.username]
-        env = dict(os.environ)
-        if parts.password:
-            env["PGPASSWORD"] = parts.password
-        log(f"$ createdb {name}")
-        result = subprocess.run([*command, name], env=env, capture_output=True, text=True, check=False)  # noqa: S603
-        if result.returncode:
-            raise BenchError(f"createdb {name} failed: {result.stderr.strip()}")
-        return
-    log(f"CREATE DATABASE {name}")
-    with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def pg_connect(url: str):
-    import psycopg
-
-    return psycopg.connect(url, autocommit=True)
-
-
-def server_version(url: str) -> str:
-    with pg_connect(url) as conn:
-        return conn.execute("SHOW server_version").fetchone()[0]
 
 
 def vacuum(url: str) -> None:
@@ -448,12 +387,12 @@ def production_env(url: str, secret_key: str) -> dict[str, str]:
 
 
 def run(args) -> dict:
-    url = bench_url()
+    url = own_database_url(DATABASE, default=DEFAULT_URL)
     require_consent(args.yes, f"loads the demo world into {database_label(url)}")
     # One secret for the server and this process: the sessions written here must verify there.
     secret_key = secrets.token_urlsafe(50)
     os.environ.update(SECRET_KEY=secret_key, FRAUD_MODEL_PATH=str(MODEL_PATH), **TASKS_QUEUED)
-    ensure_database(url)
+    ensure_database(url, DATABASE)
     manage(url, "migrate", "--noinput", "-v", "0")
     production = production_env(url, secret_key)
     manage(url, "collectstatic", "--noinput", "-v", "0", env=production, failure="with the production settings")
@@ -533,19 +472,7 @@ def report(figures: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    sigterm_raises()
-    try:
-        figures = run(args)
-    except BenchError as error:
-        print(f"bench.load: {error}", file=sys.stderr)
-        return 2
-    except Exception:  # a failure of the platform or the database: the benchmark could not run
-        traceback.print_exc()
-        print("bench.load: the benchmark could not run (traceback above)", file=sys.stderr)
-        return 2
-    figures["out"] = str(args.out)
-    return report(figures)
+    return run_main("load", argv, parse_args, run, report)
 
 
 if __name__ == "__main__":

@@ -51,26 +51,26 @@ import functools
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench.common import (
     OUT,
-    PROTECTED_DATABASES,
     ROOT,
     BenchError,
+    checkpoint,
     database_label,
     django_setup,
+    ensure_database,
     log,
     manage,
-    postgres_url,
+    own_database_url,
+    pg_connect,
     require_consent,
-    sigterm_raises,
+    run_main,
+    server_version,
     write_json,
 )
 
@@ -79,8 +79,6 @@ DEFAULT_USAGE_PER_APPLICATION = 170  # 9.6 million usage rows at scale 100,000
 MODEL_PATH = OUT / "score-model.pickle"
 WORLD_FILE = OUT / "score-world.json"  # per database, what was loaded: re-runs need not run the generator
 DATABASE = "benchscore"
-# Besides common.PROTECTED_DATABASES: databases that hold someone's data, never a bench's.
-REFUSED_DATABASES = frozenset({"postgres", "root", "test"})
 AGGREGATION = (
     "SELECT enterprise_id, count(*), sum(card_hours), sum(amount) FROM coupons_usagerecord GROUP BY enterprise_id"
 )
@@ -151,62 +149,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # --- the database ----------------------------------------------------------------------------
 
 
-def bench_url() -> str:
-    """DATABASE_URL (PostgreSQL), unless it names a database that holds anybody's data."""
-    parts = urlsplit(os.environ.get("DATABASE_URL", "").strip())
-    name = parts.path.lstrip("/")
-    if parts.scheme in ("postgres", "postgresql") and (
-        name in REFUSED_DATABASES or name in PROTECTED_DATABASES or name.startswith("template")
-    ):
-        raise BenchError(
-            f"refusing to load the demo world into the {name!r} database; use one of its own: {DATABASE!r}"
-        )
-    return postgres_url()
-
-
-def ensure_database(url: str) -> None:
-    """Create the database when it is missing and its name is ``benchscore`` (or starts so)."""
-    import psycopg
-
-    try:
-        psycopg.connect(url, connect_timeout=10).close()
-        return
-    except psycopg.OperationalError as error:
-        name = urlsplit(url).path.lstrip("/")
-        if "does not exist" not in str(error) or not name.startswith(DATABASE):
-            raise BenchError(
-                f"cannot connect to {database_label(url)} ({error}); only a database named {DATABASE}* is created"
-            ) from error
-    parts = urlsplit(url)
-    createdb = shutil.which("createdb")
-    if createdb:
-        command = [createdb, "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432)]
-        if parts.username:
-            command += ["-U", parts.username]
-        env = dict(os.environ)
-        if parts.password:
-            env["PGPASSWORD"] = parts.password
-        log(f"$ createdb {name}")
-        result = subprocess.run([*command, name], env=env, capture_output=True, text=True, check=False)  # noqa: S603
-        if result.returncode:
-            raise BenchError(f"createdb {name} failed: {result.stderr.strip()}")
-        return
-    log(f"CREATE DATABASE {name}")
-    with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def pg_connect(url: str):
-    import psycopg
-
-    return psycopg.connect(url, autocommit=True)
-
-
-def server_version(url: str) -> str:
-    with pg_connect(url) as conn:
-        return conn.execute("SHOW server_version").fetchone()[0]
-
-
 def counts(url: str) -> tuple[int, int]:
     """Applications and usage rows in the database."""
     with pg_connect(url) as conn:
@@ -245,11 +187,6 @@ def vacuum(url: str) -> None:
             conn.execute(f"VACUUM ANALYZE {table}")
         conn.execute("CHECKPOINT")
     log(f"VACUUM ANALYZE of {len(tables)} tables and CHECKPOINT in {time.perf_counter() - started:.1f}s")
-
-
-def checkpoint(url: str) -> None:
-    with pg_connect(url) as conn:
-        conn.execute("CHECKPOINT")
 
 
 def aggregation(url: str) -> tuple[float, int]:
@@ -523,12 +460,12 @@ def check_written(started_at: dt.datetime, scored: int) -> None:
 
 
 def run(args) -> dict:
-    url = bench_url()
+    url = own_database_url(DATABASE)
     require_consent(args.yes, f"loads a large demo world into {database_label(url)} and writes assessments there")
     # Before Django starts here or in manage.py: the bench's own model file, tasks never eager.
     os.environ["FRAUD_MODEL_PATH"] = str(MODEL_PATH)
     os.environ.update(TASKS_QUEUED)
-    ensure_database(url)
+    ensure_database(url, DATABASE)
     manage(url, "migrate", "--noinput", "-v", "0")
     django_setup(url)
     from django.db import connection
@@ -657,19 +594,7 @@ def report(figures: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    sigterm_raises()
-    try:
-        figures = run(args)
-    except BenchError as error:
-        print(f"bench.score: {error}", file=sys.stderr)
-        return 2
-    except Exception:  # a failure of the platform or the database: the benchmark could not run
-        traceback.print_exc()
-        print("bench.score: the benchmark could not run (traceback above)", file=sys.stderr)
-        return 2
-    figures["out"] = str(args.out)
-    return report(figures)
+    return run_main("score", argv, parse_args, run, report)
 
 
 if __name__ == "__main__":
