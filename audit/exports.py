@@ -12,7 +12,6 @@ Every export is recorded with its SHA-256 in a hash chain (``record_export``).
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import hashlib
 import io
 import json
@@ -183,27 +182,19 @@ def export_stream(*, audit_list: AuditList, queryset, actor, filters: dict, bom:
         )
 
 
-def _record_hash(
-    *,
-    previous: str,
-    kind: str,
-    actor_label: str,
-    at: dt.datetime,
-    filters: dict,
-    rows: int,
-    sha256: str,
-    complete: bool,
-) -> str:
+def record_hash_of(record: ExportRecord) -> str:
+    """The hash of an export record's content and of its predecessor's hash: what the chain
+    stores when the record is appended and what ``verify_chain`` recomputes."""
     canonical = json.dumps(
         {
-            "previous": previous,
-            "kind": kind,
-            "by": actor_label,
-            "at": at.isoformat(),
-            "filters": filters,
-            "rows": rows,
-            "sha256": sha256,
-            "complete": complete,
+            "previous": record.previous_hash,
+            "kind": record.kind,
+            "by": record.actor_label,
+            "at": record.at.isoformat(),
+            "filters": record.filters,
+            "rows": record.rows,
+            "sha256": record.sha256,
+            "complete": record.complete,
         },
         sort_keys=True,
         ensure_ascii=False,
@@ -226,17 +217,7 @@ def record_export(*, kind: str, actor, filters: dict, rows: int, sha256: str, co
     user, label = _actor(actor)
     at = timezone.now().replace(microsecond=0)
     clean_filters = {key: value for key, value in sorted(filters.items()) if value not in ("", None, [])}
-    record_hash = _record_hash(
-        previous=head.last_hash,
-        kind=kind,
-        actor_label=label,
-        at=at,
-        filters=clean_filters,
-        rows=rows,
-        sha256=sha256,
-        complete=complete,
-    )
-    record = ExportRecord.objects.create(
+    record = ExportRecord(
         kind=kind,
         user=user,
         actor_label=label,
@@ -246,9 +227,10 @@ def record_export(*, kind: str, actor, filters: dict, rows: int, sha256: str, co
         sha256=sha256,
         complete=complete,
         previous_hash=head.last_hash,
-        record_hash=record_hash,
     )
-    head.last_hash = record_hash
+    record.record_hash = record_hash_of(record)
+    record.save()
+    head.last_hash = record.record_hash
     head.save(update_fields=["last_hash"])
     return record
 
@@ -261,16 +243,7 @@ def verify_chain() -> list[str]:
     previous = GENESIS
     last = None
     for record in ExportRecord.objects.order_by("id").iterator():
-        expected = _record_hash(
-            previous=record.previous_hash,
-            kind=record.kind,
-            actor_label=record.actor_label,
-            at=record.at,
-            filters=record.filters,
-            rows=record.rows,
-            sha256=record.sha256,
-            complete=record.complete,
-        )
+        expected = record_hash_of(record)
         if record.previous_hash != previous:
             problems.append(
                 f"record {record.pk}: its predecessor's hash does not match the record before it (one is missing or was altered)"

@@ -439,16 +439,7 @@ def test_verify_exports_fails_after_a_record_is_altered_and_rehashed_alone(chain
     record = chain[2]
     ExportRecord.objects.filter(pk=record.pk).update(rows=0)
     record.refresh_from_db()
-    new_hash = exports._record_hash(
-        previous=record.previous_hash,
-        kind=record.kind,
-        actor_label=record.actor_label,
-        at=record.at,
-        filters=record.filters,
-        rows=record.rows,
-        sha256=record.sha256,
-        complete=record.complete,
-    )
+    new_hash = exports.record_hash_of(record)
     ExportRecord.objects.filter(pk=record.pk).update(record_hash=new_hash)
 
     with pytest.raises(CommandError):
