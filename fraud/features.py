@@ -370,10 +370,10 @@ def _digest(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def summary_signatures(application_ids, texts: list[str], program_id: int | None = None):
-    """The signatures of these applications' (whitespace-normalised) summaries: those stored in
-    ``SummarySignature`` for the same text are read, the others computed and stored. With
-    ``program_id``, the applications are all of that programme's."""
+def summary_signatures(program_id: int, application_ids, texts: list[str]):
+    """The signatures of these applications' (whitespace-normalised) summaries, all of one
+    programme: those stored in ``SummarySignature`` for the same text are read, the others
+    computed and stored."""
     import numpy as np
     import pandas as pd
 
@@ -382,25 +382,12 @@ def summary_signatures(application_ids, texts: list[str], program_id: int | None
 
     ids = [int(pk) for pk in application_ids]
     digests = [_digest(text) for text in texts]
-    columns = ["application_id", "digest", "signature"]
-    if program_id is not None:  # one join rather than lists of ids
-        stored = read_frame(
-            "SELECT s.application_id, s.digest, s.signature FROM fraud_summarysignature AS s "
-            "JOIN coupons_application AS a ON a.id = s.application_id WHERE a.program_id = %s",
-            [program_id],
-            columns,
-        )
-    else:
-        stored = pd.DataFrame.from_records(
-            [
-                row
-                for start in range(0, len(ids), 20000)
-                for row in SummarySignature.objects.filter(application_id__in=ids[start : start + 20000]).values_list(
-                    *columns
-                )
-            ],
-            columns=columns,
-        )
+    stored = read_frame(
+        "SELECT s.application_id, s.digest, s.signature FROM fraud_summarysignature AS s "
+        "JOIN coupons_application AS a ON a.id = s.application_id WHERE a.program_id = %s",
+        [program_id],
+        ["application_id", "digest", "signature"],
+    )
     # Line the stored rows up with the applications; a row counts where its digest is the text's.
     position = pd.Series(np.arange(len(ids)), index=ids)
     stored = stored[stored["application_id"].isin(position.index)]
@@ -433,8 +420,8 @@ def summary_signatures(application_ids, texts: list[str], program_id: int | None
 
 def _summary_similarity(texts, owners, application_ids=None, program_id=None):
     """For each text, the highest estimated Jaccard similarity (character 3-gram MinHash with
-    LSH) to a text of another organisation. With ``application_ids``, the signatures come from
-    (and go to) ``SummarySignature``."""
+    LSH) to a text of another organisation. With ``program_id`` and ``application_ids``, the
+    signatures come from (and go to) ``SummarySignature``."""
     import numpy as np
 
     n = len(texts)
@@ -442,10 +429,10 @@ def _summary_similarity(texts, owners, application_ids=None, program_id=None):
     if n < 2:
         return best
     cleaned = [" ".join(str(t).split()) for t in texts]
-    if application_ids is None:
+    if program_id is None:
         signatures = minhash_signatures(cleaned)
     else:
-        signatures = summary_signatures(application_ids, cleaned, program_id)
+        signatures = summary_signatures(program_id, application_ids, cleaned)
     nonempty = np.array([bool(text) for text in cleaned])
     pairs = _candidate_pairs(signatures, nonempty)
     owners = np.asarray(owners)
